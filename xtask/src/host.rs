@@ -1,0 +1,95 @@
+//! Host packages: each verb names the Debian packages it needs; missing ones are installed once
+//! (as root) or reported with the exact `apt-get install` line to run (as a normal user).
+
+use anyhow::{bail, Result};
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+/// Tools we shell out to, and the Debian package that ships each.
+const TOOLS: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-img", "qemu-utils"),
+    ("grub-mkimage", "grub-common"),
+    ("mkfs.erofs", "erofs-utils"),
+    ("mkfs.ext4", "e2fsprogs"),
+    ("mmdebstrap", "mmdebstrap"),
+    ("veritysetup", "cryptsetup-bin"),
+    ("sgdisk", "gdisk"),
+    ("xorriso", "xorriso"),
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
+    ("etcd", "etcd-server"),
+    ("etcdctl", "etcd-client"),
+    ("make", "make"),
+    ("bc", "bc"),
+    ("flex", "flex"),
+    ("bison", "bison"),
+    ("zstd", "zstd"),
+    ("cpio", "cpio"),
+    ("tar", "tar"),
+];
+
+pub fn package_for_tool(tool: &str) -> Option<&'static str> {
+    TOOLS.iter().find(|(t, _)| *t == tool).map(|(_, p)| *p)
+}
+
+/// Packages for building the kernel.
+pub const KERNEL: &[&str] = &[
+    "linux-source-6.1", "build-essential", "bc", "bison", "flex", "libelf-dev", "libssl-dev",
+    "xz-utils", "cpio", "python3",
+];
+/// Packages for building the root filesystem.
+pub const ROOTFS: &[&str] = &["mmdebstrap", "tar", "zstd"];
+/// Packages for assembling the disk image.
+pub const IMAGE: &[&str] = &[
+    "grub-efi-amd64-bin", "grub-pc-bin", "grub-common", "erofs-utils", "e2fsprogs", "qemu-utils",
+    "cpio", "zstd",
+];
+/// Packages for booting and checking images.
+pub const TEST: &[&str] = &[
+    "qemu-system-x86", "ovmf", "openssh-client", "cryptsetup-bin", "gdisk", "xorriso",
+    "busybox-static",
+];
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+/// Makes sure every package in `groups` is installed.
+pub fn ensure(groups: &[&[&str]]) -> Result<()> {
+    let mut missing: Vec<&str> = groups
+        .iter()
+        .flat_map(|g| g.iter().copied())
+        .filter(|p| !installed(p))
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let line = format!(
+        "apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    if !is_root() {
+        bail!("missing host packages; run as root:\n  apt-get update && {line}");
+    }
+    eprintln!("installing host packages: {} (apt-get)", missing.join(" "));
+    let env = [("DEBIAN_FRONTEND", "noninteractive")];
+    crate::cmd::run(Command::new("apt-get").args(["update", "-q"]).envs(env))?;
+    crate::cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .envs(env),
+    )?;
+    Ok(())
+}
