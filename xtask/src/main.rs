@@ -1,4 +1,5 @@
 mod build_kernel;
+mod build_rootfs;
 mod cache;
 mod cmd;
 mod host;
@@ -8,7 +9,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 struct Cli { #[command(subcommand)] verb: Verb }
 #[derive(Subcommand)]
-enum Verb { BuildKernel(build_kernel::BuildKernel) }
+enum Verb { BuildKernel(build_kernel::BuildKernel), BuildRootfs(build_rootfs::BuildRootfs) }
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().verb { Verb::BuildKernel(v) => v.run().map(|_| ()) }
+    match Cli::parse().verb { Verb::BuildKernel(v) => v.run().map(|_| ()), Verb::BuildRootfs(v) => v.run().map(|_| ()) }
 }

@@ -10,10 +10,10 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Build outputs (images, logs, work trees) always go to the checkout's `target/`, whatever
+/// `CARGO_TARGET_DIR` says about cargo's own output.
 pub fn target() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
+    root().join("target")
 }
 
 /// `~/.cache/ferrocore` (or `$FERROCORE_CACHE`): expensive artefacts keyed by content hash.
