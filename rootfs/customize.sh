@@ -18,6 +18,13 @@ PermitRootLogin no
 AuthorizedKeysFile .ssh/authorized_keys
 CONF
 
+# Identity: mmdebstrap copies the build host's name; a new machine is "localhost" until
+# cloud-config or DHCP names it, as on CoreOS.
+echo localhost > "$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+printf 'Ferrocore \\r (\\l)\n\n' > "$root/etc/issue"
+echo Ferrocore > "$root/etc/issue.net"
+
 # Every machine makes its own host keys and machine-id on first boot.
 rm -f "$root"/etc/ssh/ssh_host_*
 : > "$root/etc/machine-id"

@@ -21,7 +21,6 @@ pub struct BuildKernel {
 /// What a kernel build produces.
 pub struct Kernel {
     pub bzimage: PathBuf,
-    pub config: PathBuf,
     /// Cache key: changes whenever the kernel does.
     pub key: String,
 }
@@ -43,7 +42,10 @@ impl BuildKernel {
         }
         let key = key.finish();
         let dir = cache::get_or_build("kernel", &key, |out| build(&source, &fragments, &key, out))?;
-        let kernel = Kernel { bzimage: dir.join("bzImage"), config: dir.join("config"), key };
+        let kernel = Kernel {
+            bzimage: dir.join("bzImage"),
+            key,
+        };
         println!("kernel: {}", kernel.bzimage.display());
         Ok(kernel)
     }
@@ -62,13 +64,20 @@ fn fragments() -> Result<Vec<PathBuf>> {
 
 fn build(source: &Path, fragments: &[PathBuf], key: &str, out: &Path) -> Result<()> {
     let work = paths::target().join("kernel");
-    let src = if source.is_dir() { source.to_path_buf() } else { unpack(source, &work)? };
+    let src = if source.is_dir() {
+        source.to_path_buf()
+    } else {
+        unpack(source, &work)?
+    };
     // The build tree is keyed too, so an interrupted build resumes where it stopped.
     let obj = work.join(format!("build-{key}"));
     std::fs::create_dir_all(&obj)?;
     let make = |args: &[&str]| {
         let mut c = Command::new("make");
-        c.arg("-C").arg(&src).arg(format!("O={}", obj.display())).arg("ARCH=x86_64");
+        c.arg("-C")
+            .arg(&src)
+            .arg(format!("O={}", obj.display()))
+            .arg("ARCH=x86_64");
         c.args(args);
         c
     };
@@ -90,7 +99,9 @@ fn build(source: &Path, fragments: &[PathBuf], key: &str, out: &Path) -> Result<
     check_options(&wanted, &parse_config(&final_config))?;
     check_docker(&obj.join(".config"), &work)?;
 
-    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     cmd::run_logged(
         &mut make(&[&format!("-j{jobs}"), "bzImage"]),
         &work.join("build.log"),
@@ -113,7 +124,11 @@ fn unpack(tarball: &Path, work: &Path) -> Result<PathBuf> {
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::create_dir_all(&dir)?;
-    eprintln!("kernel: unpacking {} into {}", tarball.display(), dir.display());
+    eprintln!(
+        "kernel: unpacking {} into {}",
+        tarball.display(),
+        dir.display()
+    );
     cmd::run(
         Command::new("tar")
             .arg("-xf")
@@ -177,7 +192,10 @@ fn check_docker(config: &Path, work: &Path) -> Result<()> {
     let text = String::from_utf8_lossy(&out.stdout);
     let missing = docker_missing(&text);
     if !missing.is_empty() {
-        bail!("docker's check-config.sh: generally necessary options missing: {}", missing.join(", "));
+        bail!(
+            "docker's check-config.sh: generally necessary options missing: {}",
+            missing.join(", ")
+        );
     }
     eprintln!("kernel: docker check-config.sh: every generally necessary option is enabled");
     Ok(())
@@ -240,7 +258,11 @@ fn docker_check_script(work: &Path) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&dir)?;
     eprintln!("kernel: fetching docker.io's check-config.sh (apt-get download docker.io)");
-    cmd::run(Command::new("apt-get").args(["download", "docker.io"]).current_dir(&dir))?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["download", "docker.io"])
+            .current_dir(&dir),
+    )?;
     let deb = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
@@ -268,7 +290,11 @@ mod tests {
         for f in fragments().unwrap() {
             let text = std::fs::read_to_string(&f).unwrap();
             for (name, value) in parse_config(&text) {
-                assert!(value != "m", "{}: {name}=m, but we build no modules", f.display());
+                assert!(
+                    value != "m",
+                    "{}: {name}=m, but we build no modules",
+                    f.display()
+                );
             }
         }
     }

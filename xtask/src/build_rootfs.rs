@@ -22,7 +22,8 @@ pub struct Rootfs {
 /// Package names from the manifest (comments and blank lines skipped).
 pub fn packages() -> Result<Vec<String>> {
     let path = paths::root().join("rootfs/packages.txt");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
@@ -72,7 +73,10 @@ impl BuildRootfs {
                 "rootfs: mmdebstrap",
             )
         })?;
-        let rootfs = Rootfs { tarball: dir.join("rootfs.tar.zst"), key };
+        let rootfs = Rootfs {
+            tarball: dir.join("rootfs.tar.zst"),
+            key,
+        };
         println!("rootfs: {}", rootfs.tarball.display());
         Ok(rootfs)
     }

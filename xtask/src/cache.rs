@@ -27,9 +27,11 @@ impl Key {
         self.0.update((bytes.len() as u64).to_le_bytes());
         self.0.update(bytes);
     }
+    /// A file's name (not its directory: the checkout may move) and content.
     pub fn add_file(&mut self, path: &Path) -> Result<()> {
         let digest = hash_file(path)?;
-        self.add_bytes(&path.to_string_lossy(), digest.as_bytes());
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        self.add_bytes(&name, digest.as_bytes());
         Ok(())
     }
     /// Every regular file below `dir`, by relative path and content, in sorted order.
@@ -46,8 +48,7 @@ impl Key {
 }
 
 pub fn hash_file(path: &Path) -> Result<String> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -98,7 +99,10 @@ pub fn get_or_build(
                 return Ok(dir);
             }
             Err(e) => {
-                eprintln!("  {kind}: cache entry {} is damaged ({e:#}); rebuilding", dir.display());
+                eprintln!(
+                    "  {kind}: cache entry {} is damaged ({e:#}); rebuilding",
+                    dir.display()
+                );
                 std::fs::remove_dir_all(&dir)?;
             }
         }
@@ -114,8 +118,7 @@ pub fn get_or_build(
         return Err(e);
     }
     write_manifest(&tmp)?;
-    std::fs::rename(&tmp, &dir)
-        .with_context(|| format!("moving {} into place", dir.display()))?;
+    std::fs::rename(&tmp, &dir).with_context(|| format!("moving {} into place", dir.display()))?;
     eprintln!("  {kind}: stored {}", dir.display());
     Ok(dir)
 }
@@ -123,7 +126,11 @@ pub fn get_or_build(
 fn write_manifest(dir: &Path) -> Result<()> {
     let mut text = String::new();
     for rel in walk_files(dir)? {
-        text.push_str(&format!("{}  {}\n", hash_file(&dir.join(&rel))?, rel.display()));
+        text.push_str(&format!(
+            "{}  {}\n",
+            hash_file(&dir.join(&rel))?,
+            rel.display()
+        ));
     }
     std::fs::write(dir.join(MANIFEST), text)?;
     Ok(())
@@ -141,7 +148,10 @@ fn verify(dir: &Path) -> Result<()> {
     }
     // A file added behind the manifest's back is damage too.
     let present = walk_files(dir)?.len() - 1;
-    anyhow::ensure!(present == listed, "{present} files present, {listed} listed");
+    anyhow::ensure!(
+        present == listed,
+        "{present} files present, {listed} listed"
+    );
     Ok(())
 }
 

@@ -28,7 +28,9 @@ fn spawn_error(cmd: &Command, e: std::io::Error) -> anyhow::Error {
     let prog = cmd.get_program().to_string_lossy().into_owned();
     match crate::host::package_for_tool(&prog) {
         Some(pkg) if e.kind() == std::io::ErrorKind::NotFound => {
-            anyhow::anyhow!("`{prog}` not found: install the Debian package `{pkg}` (apt-get install {pkg})")
+            anyhow::anyhow!(
+                "`{prog}` not found: install the Debian package `{pkg}` (apt-get install {pkg})"
+            )
         }
         _ => anyhow::Error::new(e).context(format!("starting `{}`", describe(cmd))),
     }
@@ -43,7 +45,12 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     if !out.status.success() {
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
-        bail!("`{}` failed ({}):\n{}", describe(cmd), out.status, tail(&text));
+        bail!(
+            "`{}` failed ({}):\n{}",
+            describe(cmd),
+            out.status,
+            tail(&text)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -88,9 +95,16 @@ pub fn run_logged(cmd: &mut Command, log: &Path, label: &str) -> Result<()> {
     for line in rx {
         count += 1;
         writeln!(logf, "{line}")?;
-        bar.set_message(format!("{count} lines: {}", line.chars().take(80).collect::<String>()));
+        bar.set_message(format!(
+            "{count} lines: {}",
+            line.chars().take(80).collect::<String>()
+        ));
         if bar.is_hidden() && last_print.elapsed() > Duration::from_secs(30) {
-            eprintln!("  {label}: {}s, {count} lines: {}", start.elapsed().as_secs(), line.chars().take(100).collect::<String>());
+            eprintln!(
+                "  {label}: {}s, {count} lines: {}",
+                start.elapsed().as_secs(),
+                line.chars().take(100).collect::<String>()
+            );
             last_print = Instant::now();
         }
     }
@@ -105,7 +119,11 @@ pub fn run_logged(cmd: &mut Command, log: &Path, label: &str) -> Result<()> {
             tail(&text)
         );
     }
-    eprintln!("  {label}: done in {}s (log: {})", start.elapsed().as_secs(), log.display());
+    eprintln!(
+        "  {label}: done in {}s (log: {})",
+        start.elapsed().as_secs(),
+        log.display()
+    );
     Ok(())
 }
 

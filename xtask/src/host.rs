@@ -27,6 +27,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("zstd", "zstd"),
     ("cpio", "cpio"),
     ("tar", "tar"),
+    ("mformat", "mtools"),
+    ("mcopy", "mtools"),
 ];
 
 pub fn package_for_tool(tool: &str) -> Option<&'static str> {
@@ -35,19 +37,48 @@ pub fn package_for_tool(tool: &str) -> Option<&'static str> {
 
 /// Packages for building the kernel.
 pub const KERNEL: &[&str] = &[
-    "linux-source-6.1", "build-essential", "bc", "bison", "flex", "libelf-dev", "libssl-dev",
-    "xz-utils", "cpio", "python3",
+    "linux-source-6.1",
+    "build-essential",
+    "bc",
+    "bison",
+    "flex",
+    "libelf-dev",
+    "libssl-dev",
+    "xz-utils",
+    "cpio",
+    "python3",
 ];
 /// Packages for building the root filesystem.
 pub const ROOTFS: &[&str] = &["mmdebstrap", "tar", "zstd"];
 /// Packages for assembling the disk image.
 pub const IMAGE: &[&str] = &[
-    "grub-efi-amd64-bin", "grub-pc-bin", "grub-common", "erofs-utils", "e2fsprogs", "qemu-utils",
-    "cpio", "zstd",
+    "grub-efi-amd64-bin",
+    "grub-pc-bin",
+    "grub-common",
+    "erofs-utils",
+    "e2fsprogs",
+    "qemu-utils",
+    "cpio",
+    "zstd",
+    "mtools",
+];
+/// Packages the workspace's unit tests use as oracles (veritysetup, sgdisk, cpio, real etcd).
+pub const UNIT_TESTS: &[&str] = &[
+    "cryptsetup-bin",
+    "gdisk",
+    "cpio",
+    "etcd-server",
+    "etcd-client",
+    "xorriso",
 ];
 /// Packages for booting and checking images.
 pub const TEST: &[&str] = &[
-    "qemu-system-x86", "ovmf", "openssh-client", "cryptsetup-bin", "gdisk", "xorriso",
+    "qemu-system-x86",
+    "ovmf",
+    "openssh-client",
+    "cryptsetup-bin",
+    "gdisk",
+    "xorriso",
     "busybox-static",
 ];
 
@@ -60,7 +91,9 @@ fn installed(pkg: &str) -> bool {
 }
 
 fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// Makes sure every package in `groups` is installed.

@@ -1,0 +1,295 @@
+//! Booting images under QEMU, for `cargo xtask qemu` and the image tests.
+//!
+//! On these machines `/dev/kvm` opens but guests can hang under it, so acceleration is probed
+//! once per process with a short kernel boot and a timeout; TCG is the fallback. Whichever runs
+//! is printed. `FERROCORE_ACCEL=kvm|tcg` skips the probe.
+
+use anyhow::{bail, Context, Result};
+use std::fmt;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS, QEMU's default.
+    Bios,
+    /// OVMF (Debian's package ovmf).
+    Uefi,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
+
+static ACCEL: OnceLock<Accel> = OnceLock::new();
+
+/// KVM if a short boot of `kernel` under it finishes in time, else TCG; probed once per process.
+pub fn accel(kernel: &Path) -> Accel {
+    *ACCEL.get_or_init(|| {
+        let chosen = match std::env::var("FERROCORE_ACCEL").as_deref() {
+            Ok("kvm") => Accel::Kvm,
+            Ok("tcg") => Accel::Tcg,
+            _ => probe_kvm(kernel),
+        };
+        eprintln!("qemu: accelerator {chosen}");
+        chosen
+    })
+}
+
+fn probe_kvm(kernel: &Path) -> Accel {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        eprintln!("qemu: /dev/kvm is not usable; using TCG");
+        return Accel::Tcg;
+    }
+    // Without a root device the kernel panics at once; panic=-1 and -no-reboot make QEMU exit.
+    // A working KVM gets there in about a second; a hanging one never does.
+    let child = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "kvm",
+            "-m",
+            "256",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "null",
+        ])
+        .arg("-kernel")
+        .arg(kernel)
+        .args(["-append", "console=ttyS0 panic=-1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return Accel::Tcg;
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            if status.success() {
+                return Accel::Kvm;
+            }
+            eprintln!("qemu: KVM probe exited with {status}; using TCG");
+            return Accel::Tcg;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!("qemu: a KVM guest did not finish a 15 s probe boot (KVM hangs here); using TCG");
+    Accel::Tcg
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; QEMU takes it right after).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    pub disk: PathBuf,
+    pub firmware: Firmware,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// Extra read-only raw drives (config drives).
+    pub extra_drives: Vec<PathBuf>,
+    /// Where the serial console goes; `None` means this terminal (interactive).
+    pub console_log: Option<PathBuf>,
+    pub ssh_port: u16,
+    /// The kernel used for the KVM probe.
+    pub probe_kernel: PathBuf,
+}
+
+pub struct Vm {
+    child: Child,
+    pub ssh_port: u16,
+    pub console_log: Option<PathBuf>,
+    _vars: Option<PathBuf>,
+}
+
+impl Vm {
+    pub fn command(cfg: &VmConfig, vars: Option<&Path>) -> Command {
+        let accel = accel(&cfg.probe_kernel);
+        let mut c = Command::new("qemu-system-x86_64");
+        c.args(["-machine", "q35", "-accel", &accel.to_string()]);
+        c.args(["-cpu", if accel == Accel::Kvm { "host" } else { "max" }]);
+        c.args([
+            "-m",
+            &cfg.memory_mib.to_string(),
+            "-smp",
+            &cfg.cpus.to_string(),
+        ]);
+        c.args(["-display", "none", "-no-user-config", "-nodefaults"]);
+        let format = if cfg.disk.extension().is_some_and(|e| e == "qcow2") {
+            "qcow2"
+        } else {
+            "raw"
+        };
+        c.arg("-drive").arg(format!(
+            "file={},if=virtio,format={format}",
+            cfg.disk.display()
+        ));
+        for d in &cfg.extra_drives {
+            c.arg("-drive").arg(format!(
+                "file={},if=virtio,format=raw,readonly=on",
+                d.display()
+            ));
+        }
+        if cfg.firmware == Firmware::Uefi {
+            c.arg("-drive")
+                .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
+            if let Some(v) = vars {
+                c.arg("-drive")
+                    .arg(format!("if=pflash,format=raw,file={}", v.display()));
+            }
+        }
+        c.args([
+            "-netdev",
+            &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", cfg.ssh_port),
+        ]);
+        c.args([
+            "-device",
+            "virtio-net-pci,netdev=n0",
+            "-device",
+            "virtio-rng-pci",
+        ]);
+        match &cfg.console_log {
+            Some(log) => c.arg("-serial").arg(format!("file:{}", log.display())),
+            None => c.args(["-serial", "mon:stdio"]),
+        };
+        c
+    }
+
+    /// Starts QEMU in the background (console to the log file).
+    pub fn start(cfg: &VmConfig) -> Result<Vm> {
+        let vars = if cfg.firmware == Firmware::Uefi {
+            let v = cfg.disk.with_extension("ovmf-vars.fd");
+            std::fs::copy(OVMF_VARS, &v).context("copying OVMF variables (Debian package ovmf)")?;
+            Some(v)
+        } else {
+            None
+        };
+        if let Some(log) = &cfg.console_log {
+            std::fs::write(log, b"")?;
+        }
+        let child = Self::command(cfg, vars.as_deref())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting qemu-system-x86_64 (Debian package qemu-system-x86)")?;
+        Ok(Vm {
+            child,
+            ssh_port: cfg.ssh_port,
+            console_log: cfg.console_log.clone(),
+            _vars: vars,
+        })
+    }
+
+    pub fn console(&self) -> String {
+        self.console_log
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the console shows `needle` (counting from occurrence `nth`, 1-based).
+    pub fn wait_console(&mut self, needle: &str, nth: usize, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if self.console().matches(needle).count() >= nth {
+                return Ok(());
+            }
+            self.check_running()?;
+            if start.elapsed() > timeout {
+                bail!(
+                    "console did not show {needle:?} (#{nth}) within {}s",
+                    timeout.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn check_running(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let mut err = String::new();
+            if let Some(mut e) = self.child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            bail!("qemu exited ({status}): {err}");
+        }
+        Ok(())
+    }
+
+    /// Waits for QEMU to exit by itself (after a poweroff).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        bail!("qemu did not exit within {}s", timeout.as_secs())
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Writes an OpenStack-style config drive (ISO 9660, volume label `config-2`) carrying
+/// `openstack/latest/user_data`, made with Debian's xorriso.
+pub fn config_drive(iso: &Path, user_data: &str) -> Result<()> {
+    let dir = iso.with_extension("d");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("openstack/latest"))?;
+    std::fs::write(dir.join("openstack/latest/user_data"), user_data)?;
+    let out = Command::new("xorriso")
+        .args([
+            "-as", "mkisofs", "-quiet", "-V", "config-2", "-J", "-R", "-o",
+        ])
+        .arg(iso)
+        .arg(&dir)
+        .output()
+        .context("running xorriso (Debian package xorriso)")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        bail!("xorriso failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}

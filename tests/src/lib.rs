@@ -1,0 +1,288 @@
+//! The harness: a fresh copy of the built image booted under QEMU with a config drive that gives
+//! `core` a per-run ssh key, checked over ssh on a forwarded 127.0.0.1 port. Each machine keeps its
+//! console log under `target/test-logs/<name>/`; the disk copy is removed when the test passes.
+
+use anyhow::{bail, Context, Result};
+use qemu_runner::{Firmware, Vm, VmConfig};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Boot to ssh under TCG on a loaded 2-core machine can take minutes.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The fields of `target/images/qemu/image.json` the tests use.
+#[derive(Deserialize, Clone, Debug)]
+pub struct ImageInfo {
+    pub version: String,
+    pub build_id: String,
+    pub raw: PathBuf,
+    /// The image's kernel, used for the KVM probe.
+    pub kernel: PathBuf,
+    pub usr_a_offset: u64,
+    pub partuuids: std::collections::BTreeMap<String, String>,
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
+}
+
+pub fn image() -> ImageInfo {
+    let path = std::env::var_os("FERROCORE_IMAGE_JSON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/images/qemu/image.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build an image first (cargo xtask build-image)",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).expect("image.json parses")
+}
+
+/// How to prepare a machine before its first boot.
+pub struct Setup {
+    pub firmware: Firmware,
+    /// Grow the disk copy to this many bytes (ROOT fills it on first boot).
+    pub disk_size: Option<u64>,
+    /// Extra cloud-config lines after the ssh key.
+    pub user_data_extra: String,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            firmware: Firmware::Bios,
+            disk_size: None,
+            user_data_extra: String::new(),
+        }
+    }
+}
+
+pub struct Machine {
+    pub name: String,
+    pub dir: PathBuf,
+    pub disk: PathBuf,
+    key: PathBuf,
+    vm: Option<Vm>,
+    cfg: VmConfig,
+}
+
+pub fn logs_dir(name: &str) -> PathBuf {
+    workspace().join("target/test-logs").join(name)
+}
+
+impl Machine {
+    /// Copies the image for `name` (not booted yet), so a test can alter the disk first.
+    pub fn create(name: &str, setup: Setup) -> Result<Machine> {
+        let img = image();
+        let dir = logs_dir(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let disk = dir.join("disk.img");
+        run(Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&img.raw)
+            .arg(&disk))?;
+        if let Some(size) = setup.disk_size {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&disk)?
+                .set_len(size)?;
+        }
+        let key = dir.join("id_ed25519");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&key))?;
+        let pubkey = std::fs::read_to_string(key.with_extension("pub"))?;
+        let iso = dir.join("configdrive.iso");
+        qemu_runner::config_drive(
+            &iso,
+            &format!(
+                "#cloud-config\nssh_authorized_keys:\n  - {}\n{}",
+                pubkey.trim(),
+                setup.user_data_extra
+            ),
+        )?;
+        let cfg = VmConfig {
+            disk: disk.clone(),
+            firmware: setup.firmware,
+            memory_mib: 1536,
+            cpus: 1,
+            extra_drives: vec![iso],
+            console_log: Some(dir.join("console.log")),
+            ssh_port: qemu_runner::free_port()?,
+            probe_kernel: img.kernel.clone(),
+        };
+        Ok(Machine {
+            name: name.into(),
+            dir,
+            disk,
+            key,
+            vm: None,
+            cfg,
+        })
+    }
+
+    /// Boots (or boots again after a poweroff) and waits for ssh.
+    pub fn boot(&mut self) -> Result<()> {
+        // Keep the previous boots' console output.
+        let log = self.dir.join("console.log");
+        if log.exists() {
+            let old = std::fs::read(&log)?;
+            let mut all = std::fs::read(self.dir.join("console-previous.log")).unwrap_or_default();
+            all.extend_from_slice(&old);
+            std::fs::write(self.dir.join("console-previous.log"), all)?;
+        }
+        self.vm = Some(Vm::start(&self.cfg)?);
+        self.wait_ssh()
+    }
+
+    pub fn vm(&mut self) -> &mut Vm {
+        self.vm.as_mut().expect("machine is booted")
+    }
+
+    pub fn console(&self) -> String {
+        self.vm.as_ref().map(|v| v.console()).unwrap_or_default()
+    }
+
+    fn wait_ssh(&mut self) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let out = self.ssh_output("true")?;
+            if out.status.success() {
+                eprintln!(
+                    "{}: ssh answered after {}s",
+                    self.name,
+                    start.elapsed().as_secs()
+                );
+                return Ok(());
+            }
+            if let Some(vm) = self.vm.as_mut() {
+                // Surfaces a QEMU that died instead of waiting out the timeout.
+                vm.wait_console("", 0, Duration::from_secs(0)).ok();
+            }
+            if start.elapsed() > BOOT_TIMEOUT {
+                bail!(
+                    "{}: ssh did not answer within {}s; console log: {}",
+                    self.name,
+                    BOOT_TIMEOUT.as_secs(),
+                    self.dir.join("console.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    }
+
+    fn ssh_command(&self, command: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ServerAliveInterval=10",
+            "-o",
+            "ServerAliveCountMax=6",
+        ])
+        .arg("-i")
+        .arg(&self.key)
+        .arg("-p")
+        .arg(self.cfg.ssh_port.to_string())
+        .arg("core@127.0.0.1")
+        .arg(command)
+        .stdin(Stdio::null());
+        c
+    }
+
+    pub fn ssh_output(&self, command: &str) -> Result<Output> {
+        self.ssh_command(command)
+            .output()
+            .context("running ssh (Debian package openssh-client)")
+    }
+
+    /// Runs `command` as `core`; fails with its stderr unless it succeeds.
+    pub fn ssh(&self, command: &str) -> Result<String> {
+        let out = self.ssh_output(command)?;
+        if !out.status.success() {
+            bail!(
+                "{}: `{command}` failed ({}): {}{}",
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    pub fn scp_to(&self, local: &Path, remote: &str) -> Result<()> {
+        run(Command::new("scp")
+            .args([
+                "-q",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+            ])
+            .arg("-i")
+            .arg(&self.key)
+            .arg("-P")
+            .arg(self.cfg.ssh_port.to_string())
+            .arg(local)
+            .arg(format!("core@127.0.0.1:{remote}")))
+    }
+
+    /// Powers off through systemd and waits for QEMU to exit.
+    pub fn poweroff(&mut self) -> Result<()> {
+        let _ = self.ssh_output("sudo systemctl poweroff");
+        self.vm().wait_exit(Duration::from_secs(180))?;
+        self.vm = None;
+        Ok(())
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if let Some(mut vm) = self.vm.take() {
+            vm.kill();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "{}: console log kept at {}",
+                self.name,
+                self.dir.join("console.log").display()
+            );
+        } else {
+            let _ = std::fs::remove_file(&self.disk);
+        }
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

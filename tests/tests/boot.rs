@@ -1,0 +1,105 @@
+//! A fresh image boots under BIOS and UEFI to a healthy, verified system (kola-style checks).
+
+use image_tests::{Machine, Setup};
+use qemu_runner::Firmware;
+
+const GIB: u64 = 1 << 30;
+
+/// What a user checks first on a new machine; returns its machine-id.
+fn check_healthy_first_boot(m: &mut Machine) -> String {
+    assert_eq!(
+        m.ssh("systemctl is-system-running --wait").unwrap(),
+        "running",
+        "{}",
+        m.ssh("systemctl --failed --no-legend").unwrap_or_default()
+    );
+    assert_eq!(
+        m.ssh("systemctl --failed --no-legend --plain").unwrap(),
+        "",
+        "failed units"
+    );
+    assert!(m.ssh("systemctl is-active multi-user.target").unwrap() == "active");
+
+    // /usr: read-only, from the dm-verity device.
+    let usr = m.ssh("findmnt -no SOURCE,FSTYPE,OPTIONS /usr").unwrap();
+    assert!(
+        usr.starts_with("/dev/mapper/usr erofs ro") || usr.starts_with("/dev/dm-0 erofs ro"),
+        "{usr}"
+    );
+    assert_eq!(
+        m.ssh(
+            "sudo dmsetup table usr 2>/dev/null | awk '{print $3}' || cat /sys/block/dm-0/dm/name"
+        )
+        .unwrap_or_default()
+        .is_empty(),
+        false
+    );
+    let write = m
+        .ssh_output("sudo touch /usr/ferrocore-write-test")
+        .unwrap();
+    assert!(!write.status.success(), "writing under /usr must fail");
+    assert!(String::from_utf8_lossy(&write.stderr).contains("Read-only file system"));
+
+    let os = m.ssh("cat /etc/os-release").unwrap();
+    assert!(
+        os.contains("ID=ferrocore") && os.contains("ID_LIKE=coreos"),
+        "{os}"
+    );
+
+    let id = m.ssh("cat /etc/machine-id").unwrap();
+    assert_eq!(id.len(), 32, "machine-id {id:?}");
+    id
+}
+
+#[test]
+fn bios_and_uefi_fresh_copies_boot_healthy_with_their_own_machine_ids() {
+    let mut bios = Machine::create(
+        "bios",
+        Setup {
+            disk_size: Some(8 * GIB),
+            ..Setup::default()
+        },
+    )
+    .unwrap();
+    let mut uefi = Machine::create(
+        "uefi",
+        Setup {
+            firmware: Firmware::Uefi,
+            ..Setup::default()
+        },
+    )
+    .unwrap();
+    bios.boot().unwrap();
+    let bios_id = check_healthy_first_boot(&mut bios);
+    assert!(bios.console().contains("first boot: preparing ROOT"));
+
+    // ROOT grew to fill the 8 GiB disk (it is 1 GiB in the image).
+    let root_size: u64 = bios
+        .ssh("df --output=size -B1 / | tail -1")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        root_size > 6 * GIB,
+        "ROOT is {root_size} bytes on an 8 GiB disk"
+    );
+
+    // A second boot is not a first boot again: same machine-id, no first-boot setup.
+    bios.poweroff().unwrap();
+    bios.boot().unwrap();
+    assert_eq!(bios.ssh("cat /etc/machine-id").unwrap(), bios_id);
+    assert!(
+        !bios.console().contains("first boot: preparing ROOT"),
+        "second boot redid first-boot setup"
+    );
+    drop(bios);
+
+    uefi.boot().unwrap();
+    let uefi_id = check_healthy_first_boot(&mut uefi);
+    assert!(uefi.ssh("test -d /sys/firmware/efi && echo efi").unwrap() == "efi");
+    assert_ne!(
+        bios_id, uefi_id,
+        "two fresh copies must not share a machine-id"
+    );
+}

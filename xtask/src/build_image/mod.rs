@@ -1,0 +1,403 @@
+//! `cargo xtask build-image`: kernel + rootfs + our binaries → a bootable A/B disk image.
+//!
+//! Outputs go to `target/images/<board>/` named with the version and build id, and are moved
+//! into place only when complete (a failed build leaves the previous good image untouched).
+//! The build id is a hash of every input, so an unchanged tree rebuilds nothing.
+
+mod binaries;
+mod disk;
+mod esp;
+mod grub;
+mod initrd;
+pub mod layout;
+pub mod tree;
+
+use crate::{build_kernel::BuildKernel, build_rootfs::BuildRootfs, cache, cmd, host, paths};
+use anyhow::{bail, Context, Result};
+use gptprio::{Slot, SlotState};
+use layout::{Content, Layout, MIB};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const RECIPE: &str = "image-v1";
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(clap::Args, Clone)]
+pub struct BuildImage {
+    /// Target board (qemu).
+    #[arg(long, default_value = "qemu")]
+    pub board: String,
+}
+
+impl Default for BuildImage {
+    fn default() -> Self {
+        BuildImage {
+            board: "qemu".into(),
+        }
+    }
+}
+
+/// What a build wrote; also saved as `image.json` next to the image for tests and tools.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ImageInfo {
+    pub version: String,
+    pub build_id: String,
+    pub board: String,
+    pub raw: PathBuf,
+    pub qcow2: PathBuf,
+    pub kernel: PathBuf,
+    pub usr_root_hash: String,
+    pub usr_data_blocks: u64,
+    pub usr_a_offset: u64,
+    pub usr_bytes: u64,
+    pub raw_allocated_bytes: u64,
+    pub qcow2_bytes: u64,
+    pub partuuids: BTreeMap<String, String>,
+}
+
+impl ImageInfo {
+    pub fn load(board: &str) -> Result<ImageInfo> {
+        let path = paths::images(board).join("image.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (run `cargo xtask build-image` first)",
+                path.display()
+            )
+        })?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+impl BuildImage {
+    pub fn run(self) -> Result<ImageInfo> {
+        if self.board != "qemu" {
+            bail!("board `{}` is not built yet; available: qemu", self.board);
+        }
+        host::ensure(&[host::KERNEL, host::ROOTFS, host::IMAGE])?;
+        let kernel = BuildKernel::default().run()?;
+        let rootfs = BuildRootfs::default().run()?;
+        let init = binaries::build_init()?;
+        let bins = binaries::build_listed()?;
+        let root = paths::root();
+        let layout = Layout::load()?;
+
+        let mut key = cache::Key::new(RECIPE);
+        key.add_bytes("version", VERSION.as_bytes());
+        key.add_bytes("board", self.board.as_bytes());
+        key.add_bytes("kernel", kernel.key.as_bytes());
+        key.add_bytes("rootfs", rootfs.key.as_bytes());
+        key.add_file(&init)?;
+        for b in &bins {
+            key.add_file(&b.path)?;
+            key.add_bytes("links", b.links.join(",").as_bytes());
+        }
+        for dir in ["rootfs/overlay", "image", "board/qemu"] {
+            if root.join(dir).exists() {
+                key.add_tree(&root.join(dir))?;
+            }
+        }
+        let build_id = key.finish()[..12].to_string();
+
+        let out_dir = paths::images(&self.board);
+        if let Ok(info) = ImageInfo::load(&self.board) {
+            if info.build_id == build_id && info.raw.exists() && info.qcow2.exists() {
+                eprintln!("image: up to date (build {build_id})");
+                print_outputs(&info);
+                return Ok(info);
+            }
+        }
+
+        let work = paths::target().join("image-work").join(&self.board);
+        if work.exists() {
+            std::fs::remove_dir_all(&work)?;
+        }
+        std::fs::create_dir_all(&work)?;
+        let release = tree::Release {
+            version: VERSION,
+            build_id: &build_id,
+        };
+        let tree = tree::prepare(
+            &work,
+            &rootfs.tarball,
+            &root.join("rootfs/overlay"),
+            &bins,
+            &release,
+        )?;
+
+        let placed = layout.place();
+        let find = |c: Content| {
+            placed
+                .iter()
+                .find(|p| p.part.content == c)
+                .expect("layout checked")
+        };
+        let usr_a = placed
+            .iter()
+            .find(|p| p.part.label == Slot::A.label())
+            .context("no USR-A")?;
+
+        // /usr: EROFS + verity tree in one partition image.
+        let usr_img = work.join("usr.img");
+        eprintln!("image: mkfs.erofs /usr");
+        cmd::run(
+            Command::new("mkfs.erofs")
+                .arg("-zlz4hc")
+                .arg(&usr_img)
+                .arg(tree.join("usr")),
+        )?;
+        let salt: [u8; 32] = sha2::Sha256::digest(build_id.as_bytes()).into();
+        let vtree = verity::append_to_file(&usr_img, &salt, *uuid::Uuid::new_v4().as_bytes())?;
+        let usr_bytes = vtree.total_size();
+        let fill = usr_bytes * 100 / usr_a.size;
+        eprintln!(
+            "image: /usr is {} MiB with its verity tree: {fill}% of the {} MiB slot",
+            usr_bytes / MIB,
+            usr_a.size / MIB
+        );
+        if fill > layout.usr_max_fill_percent {
+            bail!(
+                "/usr ({} MiB) fills {fill}% of its slot ({} MiB); the limit is {}% to leave room for updates",
+                usr_bytes / MIB,
+                usr_a.size / MIB,
+                layout.usr_max_fill_percent
+            );
+        }
+
+        let partuuids: BTreeMap<String, uuid::Uuid> = placed
+            .iter()
+            .map(|p| (p.part.label.clone(), uuid::Uuid::new_v4()))
+            .collect();
+        let usr_uuid = partuuids[Slot::A.label()];
+
+        // ESP: GRUB, grub.cfg, grubenv and slot A's kernel, initrd and command line.
+        let initrd = work.join("initrd");
+        initrd::write(&init, &initrd)?;
+        let efi = work.join("BOOTX64.EFI");
+        grub::make_efi(&efi)?;
+        let grub_cfg = work.join("grub.cfg");
+        std::fs::write(&grub_cfg, grub::render_grub_cfg()?)?;
+        let a_state = SlotState {
+            priority: 1,
+            tries: 0,
+            successful: true,
+        };
+        let b_state = SlotState::default();
+        let mut env = gptprio::grubenv::GrubEnv::new();
+        gptprio::grubenv_set_slot(&mut env, Slot::A, a_state);
+        gptprio::grubenv_set_slot(&mut env, Slot::B, b_state);
+        let grubenv = work.join("grubenv");
+        std::fs::write(&grubenv, env.to_bytes())?;
+        let boot_cfg = work.join("boot-a.cfg");
+        std::fs::write(
+            &boot_cfg,
+            grub::slot_boot_cfg("usr-a", &kernel_cmdline(Slot::A, usr_uuid, &vtree)),
+        )?;
+        let esp_img = work.join("esp.img");
+        let esp = find(Content::Esp);
+        std::fs::File::create(&esp_img)?.set_len(esp.size)?;
+        let file = |dest: &str, source: &Path| esp::EspFile {
+            dest: dest.into(),
+            source: source.into(),
+        };
+        esp::write(
+            &esp_img,
+            &[
+                file("/EFI/BOOT/BOOTX64.EFI", &efi),
+                file("/ferrocore/grub.cfg", &grub_cfg),
+                file("/ferrocore/grubenv", &grubenv),
+                file("/ferrocore/usr-a/vmlinuz", &kernel.bzimage),
+                file("/ferrocore/usr-a/initrd", &initrd),
+                file("/ferrocore/usr-a/boot.cfg", &boot_cfg),
+            ],
+        )?;
+
+        // OEM and ROOT: ext4 made from directories, rootless.
+        let oem_dir = work.join("oem");
+        std::fs::create_dir_all(&oem_dir)?;
+        let board_oem = root.join("board").join(&self.board).join("oem");
+        if board_oem.exists() {
+            cmd::run(
+                Command::new("cp")
+                    .arg("-a")
+                    .arg(board_oem.join("."))
+                    .arg(&oem_dir),
+            )?;
+        }
+        let oem_img = work.join("oem.img");
+        mkfs_ext4(&oem_img, find(Content::Oem).size, "OEM", Some(&oem_dir))?;
+        let root_img = work.join("root.img");
+        mkfs_ext4(&root_img, find(Content::Root).size, "ROOT", None)?;
+
+        // BIOS: core.img into BIOS-BOOT, boot.img's code into the MBR.
+        let bios = find(Content::BiosBoot);
+        let core_path = work.join("core.img");
+        grub::make_bios_core(&core_path)?;
+        let mut core = std::fs::read(&core_path)?;
+        grub::patch_core(&mut core, bios.first_lba(), bios.size)?;
+
+        let stage = out_dir.join(format!(".stage-{}", std::process::id()));
+        if stage.exists() {
+            std::fs::remove_dir_all(&stage)?;
+        }
+        std::fs::create_dir_all(&stage)?;
+        let base = format!("ferrocore-{VERSION}-{build_id}-{}", self.board);
+        let raw = stage.join(format!("{base}.img"));
+        eprintln!("image: assembling {}", raw.display());
+        let specs: Vec<disk::PartitionSpec> = placed
+            .iter()
+            .map(|p| disk::PartitionSpec {
+                placed: p,
+                partuuid: partuuids[&p.part.label],
+                attributes: match Slot::from_name(&p.part.label) {
+                    Some(Slot::A) => a_state.apply_to(0),
+                    Some(Slot::B) => b_state.apply_to(0),
+                    None => 0,
+                },
+            })
+            .collect();
+        disk::create(
+            &raw,
+            layout.disk_size(),
+            grub::bios_mbr_code(bios.first_lba())?,
+            &specs,
+        )?;
+        disk::write_at(&raw, bios.offset, &core)?;
+        disk::splice(&raw, esp.offset, esp.size, &esp_img)?;
+        disk::splice(&raw, usr_a.offset, usr_a.size, &usr_img)?;
+        disk::splice(
+            &raw,
+            find(Content::Oem).offset,
+            find(Content::Oem).size,
+            &oem_img,
+        )?;
+        disk::splice(
+            &raw,
+            find(Content::Root).offset,
+            find(Content::Root).size,
+            &root_img,
+        )?;
+
+        let qcow2 = stage.join(format!("{base}.qcow2"));
+        eprintln!("image: converting to qcow2 (compressed)");
+        cmd::run(
+            Command::new("qemu-img")
+                .args([
+                    "convert",
+                    "-c",
+                    "-O",
+                    "qcow2",
+                    "-o",
+                    "compression_type=zstd",
+                ])
+                .arg(&raw)
+                .arg(&qcow2),
+        )?;
+
+        let info = ImageInfo {
+            version: VERSION.into(),
+            build_id: build_id.clone(),
+            board: self.board.clone(),
+            raw: out_dir.join(raw.file_name().expect("named")),
+            qcow2: out_dir.join(qcow2.file_name().expect("named")),
+            kernel: kernel.bzimage.clone(),
+            usr_root_hash: vtree.root_hash_hex(),
+            usr_data_blocks: vtree.data_blocks,
+            usr_a_offset: usr_a.offset,
+            usr_bytes,
+            raw_allocated_bytes: allocated(&raw)?,
+            qcow2_bytes: std::fs::metadata(&qcow2)?.len(),
+            partuuids: partuuids
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+        };
+        publish(&out_dir, &stage, &info)?;
+        let _ = std::fs::remove_dir_all(&work);
+        print_outputs(&info);
+        Ok(info)
+    }
+}
+
+/// The slot's kernel command line: console, slot name, and the verity table for dm-init.
+fn kernel_cmdline(slot: Slot, usr: uuid::Uuid, tree: &verity::Tree) -> String {
+    let dev = format!("PARTUUID={usr}");
+    format!(
+        // systemd.gpt_auto=0: the ESP must not be auto-mounted, ferro-slot writes grubenv on it directly.
+        "console=tty0 console=ttyS0,115200n8 ferrocore.slot={slot:?} systemd.gpt_auto=0 \
+         dm-mod.create=\"usr,,,ro,{table}\" dm-mod.waitfor={dev} rootwait",
+        table = tree.kernel_table(&dev)
+    )
+}
+
+fn mkfs_ext4(img: &Path, size: u64, label: &str, content: Option<&Path>) -> Result<()> {
+    std::fs::File::create(img)?.set_len(size)?;
+    let mut c = Command::new("mkfs.ext4");
+    c.args(["-q", "-F", "-L", label, "-E", "root_owner=0:0"]);
+    if let Some(dir) = content {
+        c.arg("-d").arg(dir);
+    }
+    cmd::run(c.arg(img))
+}
+
+fn allocated(path: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(path)?.blocks() * 512)
+}
+
+/// Moves the staged files into `out_dir`, then writes `image.json` (the commit point), then removes
+/// older builds' files.
+fn publish(out_dir: &Path, stage: &Path, info: &ImageInfo) -> Result<()> {
+    for f in [&info.raw, &info.qcow2] {
+        let name = f.file_name().expect("named");
+        std::fs::rename(stage.join(name), f)?;
+    }
+    let json = stage.join("image.json");
+    std::fs::write(&json, serde_json::to_string_pretty(info)?)?;
+    std::fs::rename(&json, out_dir.join("image.json"))?;
+    std::fs::remove_dir_all(stage)?;
+    let keep = [
+        info.raw.clone(),
+        info.qcow2.clone(),
+        out_dir.join("image.json"),
+    ];
+    for entry in std::fs::read_dir(out_dir)? {
+        let p = entry?.path();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with("ferrocore-") && !keep.contains(&p) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    Ok(())
+}
+
+fn print_outputs(info: &ImageInfo) {
+    println!(
+        "image: Ferrocore {} build {} ({})",
+        info.version, info.build_id, info.board
+    );
+    println!(
+        "  raw:   {} ({} MiB allocated)",
+        info.raw.display(),
+        info.raw_allocated_bytes / MIB
+    );
+    println!(
+        "  qcow2: {} ({} MiB)",
+        info.qcow2.display(),
+        info.qcow2_bytes / MIB
+    );
+    println!(
+        "  /usr:  {} MiB with verity, root hash {}",
+        info.usr_bytes / MIB,
+        info.usr_root_hash
+    );
+}
+
+pub fn info_path(board: &str) -> PathBuf {
+    paths::images(board).join("image.json")
+}

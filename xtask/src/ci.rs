@@ -1,0 +1,89 @@
+//! `cargo xtask ci`: everything CI runs, in order, on a fresh Debian 12 machine: host packages,
+//! formatting, clippy with warnings as errors, unit tests, the image build, the image tests.
+//! Ends with one summary line `ci: N passed, M failed`.
+
+use crate::{host, paths, test::Test};
+use anyhow::Result;
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(clap::Args, Default)]
+pub struct Ci {
+    /// Skip building and booting images (unit tests and lints only).
+    #[arg(long)]
+    no_images: bool,
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(paths::root())
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo {} failed", args.join(" "));
+    Ok(())
+}
+
+impl Ci {
+    pub fn run(self) -> Result<()> {
+        let start = Instant::now();
+        host::ensure(&[
+            host::KERNEL,
+            host::ROOTFS,
+            host::IMAGE,
+            host::TEST,
+            host::UNIT_TESTS,
+        ])?;
+        let mut steps: Vec<(&str, Box<dyn FnOnce() -> Result<()>>)> = vec![
+            (
+                "fmt",
+                Box::new(|| cargo(&["fmt", "--all", "--", "--check"])),
+            ),
+            (
+                "clippy",
+                Box::new(|| {
+                    cargo(&[
+                        "clippy",
+                        "--workspace",
+                        "--all-targets",
+                        "--",
+                        "-D",
+                        "warnings",
+                    ])
+                }),
+            ),
+            (
+                "unit tests",
+                Box::new(|| cargo(&["test", "--workspace", "--exclude", "image-tests"])),
+            ),
+        ];
+        if !self.no_images {
+            steps.push(("image build and tests", Box::new(|| Test::default().run())));
+        }
+        let (mut passed, mut failed) = (0, 0);
+        let mut report = Vec::new();
+        for (name, step) in steps {
+            eprintln!("ci: {name}");
+            let t = Instant::now();
+            match step() {
+                Ok(()) => {
+                    passed += 1;
+                    report.push(format!("  ok    {name} ({}s)", t.elapsed().as_secs()));
+                }
+                Err(e) => {
+                    failed += 1;
+                    report.push(format!(
+                        "  FAIL  {name} ({}s): {e:#}",
+                        t.elapsed().as_secs()
+                    ));
+                }
+            }
+        }
+        eprintln!("ci: finished in {}s", start.elapsed().as_secs());
+        for line in &report {
+            eprintln!("{line}");
+        }
+        println!("ci: {passed} passed, {failed} failed");
+        anyhow::ensure!(failed == 0, "{failed} CI step(s) failed");
+        Ok(())
+    }
+}
