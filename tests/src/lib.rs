@@ -51,6 +51,8 @@ pub struct Setup {
     pub disk_size: Option<u64>,
     /// Extra cloud-config lines after the ssh key.
     pub user_data_extra: String,
+    /// Boot a kernel directly instead of the disk's boot loader (the benchmark's peer).
+    pub direct_kernel: Option<qemu_runner::DirectKernel>,
 }
 
 impl Default for Setup {
@@ -59,6 +61,7 @@ impl Default for Setup {
             firmware: Firmware::Bios,
             disk_size: None,
             user_data_extra: String::new(),
+            direct_kernel: None,
         }
     }
 }
@@ -77,16 +80,28 @@ pub fn logs_dir(name: &str) -> PathBuf {
 }
 
 impl Machine {
-    /// Copies the image for `name` (not booted yet), so a test can alter the disk first.
+    /// Copies the built image for `name` (not booted yet), so a test can alter the disk first.
     pub fn create(name: &str, setup: Setup) -> Result<Machine> {
         let img = image();
+        Machine::create_from(name, &img.raw, &img.kernel, setup, None)
+    }
+
+    /// Copies `source` for `name`. With `key`, the disk already trusts that key (no config
+    /// drive); otherwise a fresh key reaches `core` through a config drive.
+    pub fn create_from(
+        name: &str,
+        source: &Path,
+        probe_kernel: &Path,
+        setup: Setup,
+        key: Option<PathBuf>,
+    ) -> Result<Machine> {
         let dir = logs_dir(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let disk = dir.join("disk.img");
         run(Command::new("cp")
             .arg("--sparse=always")
-            .arg(&img.raw)
+            .arg(source)
             .arg(&disk))?;
         if let Some(size) = setup.disk_size {
             std::fs::OpenOptions::new()
@@ -94,29 +109,38 @@ impl Machine {
                 .open(&disk)?
                 .set_len(size)?;
         }
-        let key = dir.join("id_ed25519");
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-            .arg(&key))?;
-        let pubkey = std::fs::read_to_string(key.with_extension("pub"))?;
-        let iso = dir.join("configdrive.iso");
-        qemu_runner::config_drive(
-            &iso,
-            &format!(
-                "#cloud-config\nssh_authorized_keys:\n  - {}\n{}",
-                pubkey.trim(),
-                setup.user_data_extra
-            ),
-        )?;
+        let mut extra_drives = Vec::new();
+        let key = match key {
+            Some(k) => k,
+            None => {
+                let key = dir.join("id_ed25519");
+                run(Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+                    .arg(&key))?;
+                let pubkey = std::fs::read_to_string(key.with_extension("pub"))?;
+                let iso = dir.join("configdrive.iso");
+                qemu_runner::config_drive(
+                    &iso,
+                    &format!(
+                        "#cloud-config\nssh_authorized_keys:\n  - {}\n{}",
+                        pubkey.trim(),
+                        setup.user_data_extra
+                    ),
+                )?;
+                extra_drives.push(iso);
+                key
+            }
+        };
         let cfg = VmConfig {
             disk: disk.clone(),
             firmware: setup.firmware,
             memory_mib: 1536,
             cpus: 1,
-            extra_drives: vec![iso],
+            extra_drives,
             console_log: Some(dir.join("console.log")),
             ssh_port: qemu_runner::free_port()?,
-            probe_kernel: img.kernel.clone(),
+            probe_kernel: probe_kernel.to_path_buf(),
+            direct_kernel: setup.direct_kernel,
         };
         Ok(Machine {
             name: name.into(),
@@ -244,6 +268,7 @@ impl Machine {
             .arg(self.cfg.ssh_port.to_string())
             .arg(local)
             .arg(format!("core@127.0.0.1:{remote}")))
+        .map(|_| ())
     }
 
     /// Powers off through systemd and waits for QEMU to exit.

@@ -113,10 +113,16 @@ pub fn get_or_build(
         std::fs::remove_dir_all(&tmp)?;
     }
     std::fs::create_dir_all(&tmp)?;
+    let started = std::time::Instant::now();
     if let Err(e) = build(&tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
+    // Kept for `cargo xtask bench build` (cold build times).
+    std::fs::write(
+        tmp.join("BUILD-SECONDS"),
+        started.elapsed().as_secs().to_string(),
+    )?;
     write_manifest(&tmp)?;
     std::fs::rename(&tmp, &dir).with_context(|| format!("moving {} into place", dir.display()))?;
     eprintln!("  {kind}: stored {}", dir.display());

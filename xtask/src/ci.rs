@@ -14,6 +14,9 @@ pub struct Ci {
     no_images: bool,
 }
 
+/// One named CI step.
+type Step = Box<dyn FnOnce() -> Result<()>>;
+
 fn cargo(args: &[&str]) -> Result<()> {
     let status = Command::new(env!("CARGO"))
         .args(args)
@@ -33,7 +36,7 @@ impl Ci {
             host::TEST,
             host::UNIT_TESTS,
         ])?;
-        let mut steps: Vec<(&str, Box<dyn FnOnce() -> Result<()>>)> = vec![
+        let mut steps: Vec<(&str, Step)> = vec![
             (
                 "fmt",
                 Box::new(|| cargo(&["fmt", "--all", "--", "--check"])),

@@ -1,6 +1,7 @@
 //! `cargo xtask <verb>`: the Ferrocore build system. One module per verb; shared plumbing in
 //! `cmd` (running tools), `host` (Debian packages), `cache` (content-addressed artefacts).
 
+mod bench;
 mod build_image;
 mod build_kernel;
 mod build_rootfs;
@@ -34,6 +35,8 @@ enum Verb {
     Qemu(qemu::Qemu),
     /// Boot fresh copies of the image and check them from outside.
     Test(test::Test),
+    /// Benchmarks against a peer measured in the same run: build, boot.
+    Bench(bench::Bench),
     /// Everything CI runs: host packages, fmt, clippy, unit tests, image build, image tests.
     Ci(ci::Ci),
 }
@@ -47,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         Verb::Qemu(v) => v.run(),
         Verb::Test(v) => v.run(),
         Verb::Ci(v) => v.run(),
+        Verb::Bench(v) => v.run(),
     }
 }
 

@@ -78,6 +78,7 @@ impl Qemu {
             console_log: None,
             ssh_port: self.ssh_port,
             probe_kernel: kernel.bzimage,
+            direct_kernel: None,
         };
         eprintln!(
             "qemu: Ferrocore {} build {}; ssh -p {} core@127.0.0.1; quit with Ctrl-A X",

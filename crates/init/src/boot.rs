@@ -85,7 +85,8 @@ fn switch_root(init: &str) -> Result<()> {
     std::env::set_current_dir("/")?;
     log::info(&format!("switching to {init}"));
     let path = CString::new(init)?;
-    nix::unistd::execv(&path, &[path.clone()]).with_context(|| format!("executing {init}"))?;
+    nix::unistd::execv(&path, std::slice::from_ref(&path))
+        .with_context(|| format!("executing {init}"))?;
     unreachable!("execv returned without an error")
 }
 

@@ -123,6 +123,15 @@ pub struct VmConfig {
     pub ssh_port: u16,
     /// The kernel used for the KVM probe.
     pub probe_kernel: PathBuf,
+    /// Boot this kernel directly (QEMU's -kernel/-initrd/-append) instead of the disk's loader.
+    pub direct_kernel: Option<DirectKernel>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DirectKernel {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub append: String,
 }
 
 pub struct Vm {

@@ -74,7 +74,7 @@ pub fn bios_mbr_code(bios_boot_lba: u64) -> Result<[u8; 440]> {
 /// core.img with its first sector's blocklist (at 0x1f4) pointing at the rest of itself:
 /// start LBA + 1 and sector count − 1, as grub-bios-setup would write it.
 pub fn patch_core(core: &mut Vec<u8>, bios_boot_lba: u64, max_size: u64) -> Result<()> {
-    while core.len() % 512 != 0 {
+    while !core.len().is_multiple_of(512) {
         core.push(0);
     }
     ensure!(
