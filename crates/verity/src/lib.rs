@@ -21,13 +21,20 @@ const SUPERBLOCK_SIZE: usize = 512;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{0} is empty: there is nothing to protect")]
     Empty(String),
     #[error("salt is {0} bytes; at most 256 fit the superblock")]
     SaltTooLong(usize),
     #[error("{path}: verity root hash mismatch: expected {expected}, computed {computed}")]
-    Mismatch { path: String, expected: String, computed: String },
+    Mismatch {
+        path: String,
+        expected: String,
+        computed: String,
+    },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -102,7 +109,12 @@ fn pack(digests: &[[u8; DIGEST_SIZE]]) -> Vec<u8> {
 }
 
 /// Computes the tree over `data_blocks` blocks read from `data`.
-pub fn build(mut data: impl Read, data_blocks: u64, salt: &[u8], uuid: [u8; 16]) -> Result<Tree, Error> {
+pub fn build(
+    mut data: impl Read,
+    data_blocks: u64,
+    salt: &[u8],
+    uuid: [u8; 16],
+) -> Result<Tree, Error> {
     if salt.len() > 256 {
         return Err(Error::SaltTooLong(salt.len()));
     }
@@ -112,7 +124,8 @@ pub fn build(mut data: impl Read, data_blocks: u64, salt: &[u8], uuid: [u8; 16])
     let mut block = vec![0u8; BLOCK_SIZE as usize];
     let mut digests = Vec::with_capacity(data_blocks as usize);
     for _ in 0..data_blocks {
-        data.read_exact(&mut block).map_err(io("reading data block"))?;
+        data.read_exact(&mut block)
+            .map_err(io("reading data block"))?;
         digests.push(hash_block(salt, &block));
     }
     // Bottom-up: each level hashes the packed blocks of the one below, until one digest is left
@@ -132,7 +145,13 @@ pub fn build(mut data: impl Read, data_blocks: u64, salt: &[u8], uuid: [u8; 16])
     for level in levels.iter().rev() {
         hash_area.extend_from_slice(level);
     }
-    Ok(Tree { root_hash, salt: salt.to_vec(), uuid, data_blocks, hash_area })
+    Ok(Tree {
+        root_hash,
+        salt: salt.to_vec(),
+        uuid,
+        data_blocks,
+        hash_area,
+    })
 }
 
 fn superblock(data_blocks: u64, salt: &[u8], uuid: [u8; 16]) -> Vec<u8> {
@@ -169,10 +188,18 @@ pub fn append_to_file(path: &Path, salt: &[u8], uuid: [u8; 16]) -> Result<Tree, 
         return Err(Error::Empty(name));
     }
     let data_blocks = len.div_ceil(BLOCK_SIZE);
-    f.set_len(data_blocks * BLOCK_SIZE).map_err(io(format!("padding {name}")))?;
-    let tree = build(std::io::BufReader::with_capacity(1 << 20, &mut f), data_blocks, salt, uuid)?;
-    f.seek(SeekFrom::Start(tree.hash_offset())).map_err(io(format!("seeking {name}")))?;
-    f.write_all(&tree.hash_area).map_err(io(format!("writing tree to {name}")))?;
+    f.set_len(data_blocks * BLOCK_SIZE)
+        .map_err(io(format!("padding {name}")))?;
+    let tree = build(
+        std::io::BufReader::with_capacity(1 << 20, &mut f),
+        data_blocks,
+        salt,
+        uuid,
+    )?;
+    f.seek(SeekFrom::Start(tree.hash_offset()))
+        .map_err(io(format!("seeking {name}")))?;
+    f.write_all(&tree.hash_area)
+        .map_err(io(format!("writing tree to {name}")))?;
     f.sync_all().map_err(io(format!("syncing {name}")))?;
     Ok(tree)
 }
@@ -186,8 +213,14 @@ pub fn verify_data(
     expected: &[u8; DIGEST_SIZE],
     name: &str,
 ) -> Result<(), Error> {
-    dev.seek(SeekFrom::Start(0)).map_err(io(format!("seeking {name}")))?;
-    let tree = build(std::io::BufReader::with_capacity(1 << 20, dev), data_blocks, salt, [0; 16])?;
+    dev.seek(SeekFrom::Start(0))
+        .map_err(io(format!("seeking {name}")))?;
+    let tree = build(
+        std::io::BufReader::with_capacity(1 << 20, dev),
+        data_blocks,
+        salt,
+        [0; 16],
+    )?;
     if &tree.root_hash != expected {
         return Err(Error::Mismatch {
             path: name.into(),

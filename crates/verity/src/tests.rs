@@ -8,7 +8,9 @@ fn file_with(bytes: &[u8]) -> tempfile::NamedTempFile {
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
+        .collect()
 }
 
 /// The oracle: cryptsetup's `veritysetup verify` on our file (data + superblock + tree).
@@ -31,7 +33,11 @@ fn veritysetup_accepts_our_tree_at_several_sizes() {
         let tree = append_to_file(f.path(), b"ferrocore-salt", [7; 16]).unwrap();
         assert_eq!(tree.data_blocks, blocks as u64);
         let out = veritysetup_verify(f.path(), &tree);
-        assert!(out.status.success(), "{blocks} blocks: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{blocks} blocks: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -44,14 +50,24 @@ fn a_flipped_data_byte_fails_veritysetup_and_our_check() {
     std::fs::write(f.path(), &bytes).unwrap();
     assert!(!veritysetup_verify(f.path(), &tree).status.success());
     let mut file = std::fs::File::open(f.path()).unwrap();
-    let err = verify_data(&mut file, tree.data_blocks, &tree.salt, &tree.root_hash, "t").unwrap_err();
+    let err = verify_data(
+        &mut file,
+        tree.data_blocks,
+        &tree.salt,
+        &tree.root_hash,
+        "t",
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Mismatch { .. }), "{err}");
 }
 
 #[test]
 fn empty_data_is_refused() {
     let f = file_with(b"");
-    assert!(matches!(append_to_file(f.path(), b"", [0; 16]), Err(Error::Empty(_))));
+    assert!(matches!(
+        append_to_file(f.path(), b"", [0; 16]),
+        Err(Error::Empty(_))
+    ));
 }
 
 #[test]
@@ -60,7 +76,10 @@ fn kernel_table_names_the_tree() {
     let tree = append_to_file(f.path(), &[0xab], [0; 16]).unwrap();
     assert_eq!(
         tree.kernel_table("PARTUUID=x"),
-        format!("0 80 verity 1 PARTUUID=x PARTUUID=x 4096 4096 10 11 sha256 {} ab", tree.root_hash_hex())
+        format!(
+            "0 80 verity 1 PARTUUID=x PARTUUID=x 4096 4096 10 11 sha256 {} ab",
+            tree.root_hash_hex()
+        )
     );
 }
 
