@@ -26,14 +26,11 @@ fn check_healthy_first_boot(m: &mut Machine) -> String {
         usr.starts_with("/dev/mapper/usr erofs ro") || usr.starts_with("/dev/dm-0 erofs ro"),
         "{usr}"
     );
-    assert_eq!(
-        m.ssh(
-            "sudo dmsetup table usr 2>/dev/null | awk '{print $3}' || cat /sys/block/dm-0/dm/name"
-        )
-        .unwrap_or_default()
-        .is_empty(),
-        false
-    );
+    // ...whose device-mapper target is dm-verity over USR-A.
+    assert_eq!(m.ssh("cat /sys/block/dm-0/dm/name").unwrap(), "usr");
+    assert_eq!(m.ssh("ls /sys/block/dm-0/slaves").unwrap(), "vda3");
+    let cmdline = m.ssh("cat /proc/cmdline").unwrap();
+    assert!(cmdline.contains(" verity 1 PARTUUID="), "{cmdline}");
     let write = m
         .ssh_output("sudo touch /usr/ferrocore-write-test")
         .unwrap();

@@ -193,7 +193,7 @@ impl BuildImage {
         gptprio::grubenv_set_slot(&mut env, Slot::A, a_state);
         gptprio::grubenv_set_slot(&mut env, Slot::B, b_state);
         let grubenv = work.join("grubenv");
-        std::fs::write(&grubenv, env.to_bytes())?;
+        std::fs::write(&grubenv, env.to_bytes()?)?;
         let boot_cfg = work.join("boot-a.cfg");
         std::fs::write(
             &boot_cfg,
