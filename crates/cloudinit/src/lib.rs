@@ -1,0 +1,11 @@
+//! coreos-cloudinit, rebuilt: user data (`#cloud-config` or a `#!` script) from a datasource,
+//! validated as a whole before anything is applied, then applied to a root directory (`/` on a
+//! machine, a scratch directory in tests).
+
+pub mod apply;
+pub mod config;
+pub mod datasource;
+pub mod userdata;
+
+pub use config::CloudConfig;
+pub use userdata::UserData;
