@@ -1,0 +1,6 @@
+//! The image tests, in one binary so that `--test-threads=2` boots two guests at a time.
+
+mod boot;
+mod docker;
+mod slots;
+mod verity;
