@@ -77,9 +77,30 @@ impl Target {
         }))
     }
 
-    /// Applies everything in order: accounts, the `core` user's keys, files, hostname.
+    /// Applies everything in order: accounts, the `core` user's keys, files, hostname, `coreos:`.
     /// Returns what was done, one line each, for the journal.
     pub fn apply(&self, cfg: &CloudConfig) -> Result<Vec<String>> {
+        if self.live() {
+            self.apply_with(cfg, &crate::units::Systemctl)
+        } else {
+            let rec = crate::units::Recorder::default();
+            let mut done = self.apply_with(cfg, &rec)?;
+            done.extend(
+                rec.0
+                    .into_inner()
+                    .into_iter()
+                    .map(|a| format!("would run: systemctl {a}")),
+            );
+            Ok(done)
+        }
+    }
+
+    /// Applies everything, talking to systemd through `systemd`.
+    pub fn apply_with(
+        &self,
+        cfg: &CloudConfig,
+        systemd: &dyn crate::units::Systemd,
+    ) -> Result<Vec<String>> {
         let mut done = Vec::new();
         for u in &cfg.users {
             self.user(u).with_context(|| format!("users: {}", u.name))?;
@@ -101,6 +122,9 @@ impl Target {
         if let Some(h) = &cfg.hostname {
             self.hostname(h).context("hostname")?;
             done.push(format!("hostname {h}"));
+        }
+        if let Some(c) = &cfg.coreos {
+            done.extend(crate::units::apply(&self.root, c, systemd).context("coreos")?);
         }
         Ok(done)
     }
@@ -291,7 +315,7 @@ mod tests {
 
     fn config(text: &str) -> CloudConfig {
         match UserData::parse(text).unwrap().0 {
-            UserData::CloudConfig(c) => c,
+            UserData::CloudConfig(c) => *c,
             other => panic!("{other:?}"),
         }
     }

@@ -14,6 +14,8 @@ pub struct CloudConfig {
     pub users: Vec<User>,
     #[serde(default, alias = "write-files")]
     pub write_files: Vec<WriteFile>,
+    #[serde(default)]
+    pub coreos: Option<crate::coreos::Coreos>,
     /// Keys this agent does not know (or does not apply yet): reported as warnings.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml_ng::Value>,
@@ -75,11 +77,12 @@ impl Permissions {
 }
 
 /// Top-level keys coreos-cloudinit knows but this agent does not apply yet.
-const KNOWN_NOT_APPLIED: &[&str] = &["coreos", "manage_etc_hosts"];
+const KNOWN_NOT_APPLIED: &[&str] = &["manage_etc_hosts"];
 
 impl CloudConfig {
     /// Canonical key names: coreos-cloudinit accepts `a-b` and `a_b` alike.
     pub fn warnings(&self) -> Vec<String> {
+        let coreos = self.coreos.iter().flat_map(|c| c.warnings());
         self.other
             .keys()
             .map(|k| {
@@ -90,6 +93,7 @@ impl CloudConfig {
                     format!("unrecognized key {k:?}")
                 }
             })
+            .chain(coreos)
             .collect()
     }
 
@@ -123,6 +127,7 @@ impl CloudConfig {
                 errs.push(format!("users[{i}].name is empty"));
             }
         }
+        errs.extend(self.coreos.iter().flat_map(|c| c.errors()));
         if let Some(h) = &self.hostname {
             if h.is_empty()
                 || h.len() > 63

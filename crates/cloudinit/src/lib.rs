@@ -4,7 +4,9 @@
 
 pub mod apply;
 pub mod config;
+pub mod coreos;
 pub mod datasource;
+pub mod units;
 pub mod userdata;
 
 pub use config::CloudConfig;
