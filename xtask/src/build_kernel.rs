@@ -258,11 +258,18 @@ fn docker_check_script(work: &Path) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&dir)?;
     eprintln!("kernel: fetching docker.io's check-config.sh (apt-get download docker.io)");
-    cmd::run(
-        Command::new("apt-get")
-            .args(["download", "docker.io"])
-            .current_dir(&dir),
-    )?;
+    let download = || {
+        cmd::run(
+            Command::new("apt-get")
+                .args(["download", "docker.io"])
+                .current_dir(&dir),
+        )
+    };
+    if download().is_err() {
+        // A machine whose package lists were never fetched: fetch them once and retry.
+        cmd::run(Command::new("apt-get").args(["update", "-q"]))?;
+        download()?;
+    }
     let deb = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "deb"))

@@ -15,19 +15,37 @@ const ESP_LABEL: &str = "EFI-SYSTEM";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {what}: {source}")]
-    Io { path: PathBuf, what: &'static str, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("{path}: no GPT: {source}")]
-    Gpt { path: PathBuf, source: gptman::Error },
+    Gpt {
+        path: PathBuf,
+        source: gptman::Error,
+    },
     #[error("{path}: no partition labelled {label}")]
     NoPartition { path: PathBuf, label: String },
     #[error("{path}: the ESP has no /{GRUBENV_PATH}: {source}")]
-    NoGrubenv { path: PathBuf, source: std::io::Error },
+    NoGrubenv {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: /{GRUBENV_PATH}: {source}")]
-    BadGrubenv { path: PathBuf, source: grubenv::Error },
+    BadGrubenv {
+        path: PathBuf,
+        source: grubenv::Error,
+    },
     #[error("{path}: opened read-only")]
     ReadOnly { path: PathBuf },
     #[error("{path}: after writing, {slot} reads back as {read:?}, not {wrote:?}")]
-    Verify { path: PathBuf, slot: Slot, wrote: SlotState, read: SlotState },
+    Verify {
+        path: PathBuf,
+        slot: Slot,
+        wrote: SlotState,
+        read: SlotState,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,10 +72,21 @@ impl Disk {
             .read(true)
             .write(writable)
             .open(path)
-            .map_err(|source| Error::Io { path: path.into(), what: "opening", source })?;
-        let gpt = gptman::GPT::find_from(&mut file)
-            .map_err(|source| Error::Gpt { path: path.into(), source })?;
-        Ok(Disk { path: path.into(), file, gpt, writable })
+            .map_err(|source| Error::Io {
+                path: path.into(),
+                what: "opening",
+                source,
+            })?;
+        let gpt = gptman::GPT::find_from(&mut file).map_err(|source| Error::Gpt {
+            path: path.into(),
+            source,
+        })?;
+        Ok(Disk {
+            path: path.into(),
+            file,
+            gpt,
+            writable,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -85,12 +114,17 @@ impl Disk {
             .iter()
             .find(|(_, p)| p.is_used() && p.partition_name.as_str() == label)
             .map(|(n, _)| n)
-            .ok_or_else(|| Error::NoPartition { path: self.path.clone(), label: label.into() })
+            .ok_or_else(|| Error::NoPartition {
+                path: self.path.clone(),
+                label: label.into(),
+            })
     }
 
     /// The slot's state from its GPT attribute bits (the source of truth).
     pub fn slot(&self, s: Slot) -> Result<SlotState, Error> {
-        Ok(SlotState::from_attributes(self.gpt[self.number(s.label())?].attribute_bits))
+        Ok(SlotState::from_attributes(
+            self.gpt[self.number(s.label())?].attribute_bits,
+        ))
     }
 
     /// Changes the slot's state in memory; [`Disk::write`] puts it on disk.
@@ -108,7 +142,13 @@ impl Disk {
             let gpt = self.slot(s)?;
             if let Some(seen) = grubenv_slot(&env, s) {
                 if !gpt.successful && seen.tries < gpt.tries {
-                    self.set_slot(s, SlotState { tries: seen.tries, ..gpt })?;
+                    self.set_slot(
+                        s,
+                        SlotState {
+                            tries: seen.tries,
+                            ..gpt
+                        },
+                    )?;
                 }
             }
         }
@@ -119,19 +159,28 @@ impl Disk {
     /// everything back to check it.
     pub fn write(&mut self) -> Result<(), Error> {
         if !self.writable {
-            return Err(Error::ReadOnly { path: self.path.clone() });
+            return Err(Error::ReadOnly {
+                path: self.path.clone(),
+            });
         }
-        let wrote: Vec<(Slot, SlotState)> =
-            Slot::ALL.iter().map(|&s| self.slot(s).map(|st| (s, st))).collect::<Result<_, _>>()?;
+        let wrote: Vec<(Slot, SlotState)> = Slot::ALL
+            .iter()
+            .map(|&s| self.slot(s).map(|st| (s, st)))
+            .collect::<Result<_, _>>()?;
         self.gpt
             .write_into(&mut self.file)
-            .map_err(|source| Error::Gpt { path: self.path.clone(), source })?;
+            .map_err(|source| Error::Gpt {
+                path: self.path.clone(),
+                source,
+            })?;
         let mut env = self.read_grubenv()?;
         for &(s, st) in &wrote {
             grubenv_set_slot(&mut env, s, st);
         }
         self.write_grubenv(&env)?;
-        self.file.sync_all().map_err(|source| self.io("syncing", source))?;
+        self.file
+            .sync_all()
+            .map_err(|source| self.io("syncing", source))?;
 
         let again = Disk::open(&self.path, false)?;
         let env = again.read_grubenv()?;
@@ -140,7 +189,12 @@ impl Disk {
             let mirrored = grubenv_slot(&env, s).unwrap_or_default();
             for read in [read, mirrored] {
                 if read != st {
-                    return Err(Error::Verify { path: self.path.clone(), slot: s, wrote: st, read });
+                    return Err(Error::Verify {
+                        path: self.path.clone(),
+                        slot: s,
+                        wrote: st,
+                        read,
+                    });
                 }
             }
         }
@@ -148,7 +202,11 @@ impl Disk {
     }
 
     fn io(&self, what: &'static str, source: std::io::Error) -> Error {
-        Error::Io { path: self.path.clone(), what, source }
+        Error::Io {
+            path: self.path.clone(),
+            what,
+            source,
+        }
     }
 
     fn esp(&self) -> Result<Region<'_>, Error> {
@@ -170,26 +228,38 @@ impl Disk {
         fs.root_dir()
             .open_file(GRUBENV_PATH)
             .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(|source| Error::NoGrubenv { path: self.path.clone(), source })?;
-        GrubEnv::parse(&bytes).map_err(|source| Error::BadGrubenv { path: self.path.clone(), source })
+            .map_err(|source| Error::NoGrubenv {
+                path: self.path.clone(),
+                source,
+            })?;
+        GrubEnv::parse(&bytes).map_err(|source| Error::BadGrubenv {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     fn write_grubenv(&self, env: &GrubEnv) -> Result<(), Error> {
-        let bytes =
-            env.to_bytes().map_err(|source| Error::BadGrubenv { path: self.path.clone(), source })?;
+        let bytes = env.to_bytes().map_err(|source| Error::BadGrubenv {
+            path: self.path.clone(),
+            source,
+        })?;
         let fs = fatfs::FileSystem::new(self.esp()?, fatfs::FsOptions::new())
             .map_err(|source| self.io("reading the ESP's FAT", source))?;
         // Same size, written in place: GRUB's save_env relies on the file keeping its sectors.
         let mut f = fs
             .root_dir()
             .open_file(GRUBENV_PATH)
-            .map_err(|source| Error::NoGrubenv { path: self.path.clone(), source })?;
+            .map_err(|source| Error::NoGrubenv {
+                path: self.path.clone(),
+                source,
+            })?;
         f.seek(SeekFrom::Start(0))
             .and_then(|_| f.write_all(&bytes))
             .and_then(|_| f.flush())
             .map_err(|source| self.io("writing grubenv", source))?;
         drop(f);
-        fs.unmount().map_err(|source| self.io("closing the ESP's FAT", source))
+        fs.unmount()
+            .map_err(|source| self.io("closing the ESP's FAT", source))
     }
 }
 
@@ -216,7 +286,10 @@ impl Write for Region<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = (buf.len() as u64).min(self.len.saturating_sub(self.pos)) as usize;
         if n == 0 && !buf.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "past the end of the partition"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                "past the end of the partition",
+            ));
         }
         let mut f = self.file;
         f.seek(SeekFrom::Start(self.start + self.pos))?;
@@ -238,7 +311,10 @@ impl Seek for Region<'_> {
             SeekFrom::Current(d) => self.pos as i128 + d as i128,
         };
         if new < 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the partition"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the partition",
+            ));
         }
         self.pos = new as u64;
         Ok(self.pos)

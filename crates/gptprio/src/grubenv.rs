@@ -37,7 +37,9 @@ impl GrubEnv {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (k, v) = line.split_once('=').ok_or_else(|| Error::Line(line.to_string()))?;
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| Error::Line(line.to_string()))?;
             env.set(k, v);
         }
         Ok(env)
@@ -60,7 +62,10 @@ impl GrubEnv {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.vars
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn set(&mut self, key: &str, value: &str) {

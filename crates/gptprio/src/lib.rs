@@ -104,13 +104,21 @@ pub fn choose_next(a: SlotState, b: SlotState) -> Option<Slot> {
         (false, false) => None,
         (true, false) => Some(Slot::A),
         (false, true) => Some(Slot::B),
-        (true, true) => Some(if b.priority > a.priority { Slot::B } else { Slot::A }),
+        (true, true) => Some(if b.priority > a.priority {
+            Slot::B
+        } else {
+            Slot::A
+        }),
     }
 }
 
 /// After a healthy boot of `s`: known good, no tries needed.
 pub fn mark_successful(s: SlotState) -> SlotState {
-    SlotState { tries: 0, successful: true, ..s }
+    SlotState {
+        tries: 0,
+        successful: true,
+        ..s
+    }
 }
 
 /// A slot that must not boot (failed, or about to be overwritten by an update).
@@ -121,8 +129,18 @@ pub fn mark_failed(_: SlotState) -> SlotState {
 /// Make the target slot the next one to try, once: above the other's priority (the other is
 /// lowered from 15 to make room), one try, not yet good. Returns the new (target, other) states.
 pub fn activate(other: SlotState) -> (SlotState, SlotState) {
-    let other = SlotState { priority: other.priority.min(14), ..other };
-    (SlotState { priority: other.priority + 1, tries: 1, successful: false }, other)
+    let other = SlotState {
+        priority: other.priority.min(14),
+        ..other
+    };
+    (
+        SlotState {
+            priority: other.priority + 1,
+            tries: 1,
+            successful: false,
+        },
+        other,
+    )
 }
 
 /// Puts `slot`'s state into grubenv variables.
@@ -130,13 +148,21 @@ pub fn grubenv_set_slot(env: &mut grubenv::GrubEnv, slot: Slot, st: SlotState) {
     let p = slot.env_prefix();
     env.set(&format!("{p}_priority"), &st.priority.to_string());
     env.set(&format!("{p}_tries"), &st.tries.to_string());
-    env.set(&format!("{p}_successful"), if st.successful { "1" } else { "0" });
+    env.set(
+        &format!("{p}_successful"),
+        if st.successful { "1" } else { "0" },
+    );
 }
 
 /// Reads `slot`'s state from grubenv, if all three variables are there and valid.
 pub fn grubenv_slot(env: &grubenv::GrubEnv, slot: Slot) -> Option<SlotState> {
     let p = slot.env_prefix();
-    let num = |k: &str| env.get(&format!("{p}_{k}"))?.parse::<u8>().ok().filter(|n| *n <= 15);
+    let num = |k: &str| {
+        env.get(&format!("{p}_{k}"))?
+            .parse::<u8>()
+            .ok()
+            .filter(|n| *n <= 15)
+    };
     Some(SlotState {
         priority: num("priority")?,
         tries: num("tries")?,

@@ -3,14 +3,21 @@ use proptest::prelude::*;
 use std::process::Command;
 
 fn st(priority: u8, tries: u8, successful: bool) -> SlotState {
-    SlotState { priority, tries, successful }
+    SlotState {
+        priority,
+        tries,
+        successful,
+    }
 }
 
 #[test]
 fn bits_are_chromeos_positions() {
     let s = st(2, 1, true);
     assert_eq!(s.apply_to(0), (2 << 48) | (1 << 52) | (1 << 56));
-    assert_eq!(SlotState::from_attributes(0x0102_0000_0000_0000), st(2, 0, true));
+    assert_eq!(
+        SlotState::from_attributes(0x0102_0000_0000_0000),
+        st(2, 0, true)
+    );
 }
 
 #[test]
@@ -70,7 +77,10 @@ fn grubenv_round_trip_and_limits() {
     assert!(bytes.starts_with(b"# GRUB Environment Block\nusr_a_priority=1\n"));
     let back = grubenv::GrubEnv::parse(&bytes).unwrap();
     assert_eq!(grubenv_slot(&back, Slot::B), Some(st(2, 1, false)));
-    assert_eq!(grubenv::GrubEnv::parse(&bytes[..1000]), Err(grubenv::Error::Size(1000)));
+    assert_eq!(
+        grubenv::GrubEnv::parse(&bytes[..1000]),
+        Err(grubenv::Error::Size(1000))
+    );
     let mut big = grubenv::GrubEnv::new();
     big.set("x", &"y".repeat(1100));
     assert!(matches!(big.to_bytes(), Err(grubenv::Error::Full(_))));
@@ -124,20 +134,46 @@ fn test_disk(dir: &std::path::Path) -> std::path::PathBuf {
     gpt.write_into(&mut f).unwrap();
     drop(f);
     let esp = dir.join("esp.img");
-    std::fs::File::create(&esp).unwrap().set_len(64 * MIB).unwrap();
+    std::fs::File::create(&esp)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
     let mtools = |args: &[&str]| {
-        let out = Command::new(args[0]).args(&args[1..]).output().expect("mtools (Debian package mtools)");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("mtools (Debian package mtools)");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let e = esp.to_str().unwrap();
-    mtools(&["mformat", "-i", e, "-F", "-v", "EFI-SYSTEM", "-T", &(64 * MIB / 512).to_string(), "::"]);
+    mtools(&[
+        "mformat",
+        "-i",
+        e,
+        "-F",
+        "-v",
+        "EFI-SYSTEM",
+        "-T",
+        &(64 * MIB / 512).to_string(),
+        "::",
+    ]);
     mtools(&["mmd", "-i", e, "::/ferrocore"]);
     let mut env = grubenv::GrubEnv::new();
     grubenv_set_slot(&mut env, Slot::A, st(1, 0, true));
     grubenv_set_slot(&mut env, Slot::B, SlotState::default());
     let envf = dir.join("grubenv");
     std::fs::write(&envf, env.to_bytes().unwrap()).unwrap();
-    mtools(&["mcopy", "-i", e, envf.to_str().unwrap(), "::/ferrocore/grubenv"]);
+    mtools(&[
+        "mcopy",
+        "-i",
+        e,
+        envf.to_str().unwrap(),
+        "::/ferrocore/grubenv",
+    ]);
     let bytes = std::fs::read(&esp).unwrap();
     use std::io::{Seek, SeekFrom, Write};
     let mut d = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -159,14 +195,24 @@ fn disk_write_updates_gpt_and_grubenv_together() {
 
     let disk = Disk::open(&path, false).unwrap();
     assert_eq!(disk.slot(Slot::B).unwrap(), st(2, 1, false));
-    assert_eq!(grubenv_slot(&disk.read_grubenv().unwrap(), Slot::B), Some(st(2, 1, false)));
+    assert_eq!(
+        grubenv_slot(&disk.read_grubenv().unwrap(), Slot::B),
+        Some(st(2, 1, false))
+    );
     // Numbers kept (gaps included) and unrelated attribute bits untouched.
     let numbers: Vec<u32> = disk.partitions().iter().map(|p| p.number).collect();
     assert_eq!(numbers, vec![1, 3, 4, 9]);
-    assert!(disk.partitions().iter().all(|p| p.attributes & (1 << 60) != 0));
+    assert!(disk
+        .partitions()
+        .iter()
+        .all(|p| p.attributes & (1 << 60) != 0));
 
     // sgdisk, the peer, reads the same bits.
-    let out = Command::new("sgdisk").args(["-i", "4"]).arg(&path).output().expect("sgdisk (gdisk)");
+    let out = Command::new("sgdisk")
+        .args(["-i", "4"])
+        .arg(&path)
+        .output()
+        .expect("sgdisk (gdisk)");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Attribute flags: 1012000000000000"), "{text}");
     assert!(text.contains("Partition name: 'USR-B'"), "{text}");
@@ -186,16 +232,29 @@ fn grub_spent_tries_fold_into_gpt() {
     let e = dir.path().join("env2");
     std::fs::write(&e, bytes).unwrap();
     let target = format!("{}@@{}", path.display(), 1u64 << 20);
-    let out = Command::new("mcopy").args(["-o", "-i", &target]).arg(&e).arg("::/ferrocore/grubenv").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("mcopy")
+        .args(["-o", "-i", &target])
+        .arg(&e)
+        .arg("::/ferrocore/grubenv")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut disk = Disk::open(&path, true).unwrap();
     disk.fold_grub_tries().unwrap();
-    disk.set_slot(Slot::A, mark_successful(disk.slot(Slot::A).unwrap())).unwrap();
+    disk.set_slot(Slot::A, mark_successful(disk.slot(Slot::A).unwrap()))
+        .unwrap();
     disk.write().unwrap();
     let disk = Disk::open(&path, false).unwrap();
     assert_eq!(disk.slot(Slot::B).unwrap(), st(2, 0, false));
-    assert_eq!(choose_next(disk.slot(Slot::A).unwrap(), disk.slot(Slot::B).unwrap()), Some(Slot::A));
+    assert_eq!(
+        choose_next(disk.slot(Slot::A).unwrap(), disk.slot(Slot::B).unwrap()),
+        Some(Slot::A)
+    );
 }
 
 #[test]
@@ -207,7 +266,10 @@ fn missing_partition_and_read_only_are_clear_errors() {
     let err = disk.write().unwrap_err().to_string();
     assert!(err.contains("read-only"), "{err}");
     let blank = dir.path().join("blank.img");
-    std::fs::File::create(&blank).unwrap().set_len(1 << 20).unwrap();
+    std::fs::File::create(&blank)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
     let err = Disk::open(&blank, false).err().expect("no GPT").to_string();
     assert!(err.contains("no GPT"), "{err}");
 }

@@ -6,7 +6,10 @@ use gptprio::{choose_next, Disk, Slot, SlotState};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "ferro-slot", about = "Show and change the A/B USR slot state (GPT bits + grubenv)")]
+#[command(
+    name = "ferro-slot",
+    about = "Show and change the A/B USR slot state (GPT bits + grubenv)"
+)]
 struct Cli {
     /// The disk (image file or block device); default: the disk holding USR-A.
     #[arg(long, global = true)]
@@ -75,7 +78,9 @@ fn default_disk() -> Result<PathBuf> {
         let uevent = std::fs::read_to_string(entry.path().join("uevent")).unwrap_or_default();
         if uevent.lines().any(|l| l == "PARTNAME=USR-A") {
             let parent = std::fs::canonicalize(entry.path().join(".."))?;
-            let name = parent.file_name().context("partition without a parent disk")?;
+            let name = parent
+                .file_name()
+                .context("partition without a parent disk")?;
             return Ok(Path::new("/dev").join(name));
         }
     }
@@ -83,12 +88,20 @@ fn default_disk() -> Result<PathBuf> {
 }
 
 fn show(disk: &Disk) -> Result<()> {
-    println!("{:>5} {:>10} {:>10}  {:<11} attributes", "part", "start", "size", "label");
+    println!(
+        "{:>5} {:>10} {:>10}  {:<11} attributes",
+        "part", "start", "size", "label"
+    );
     for p in disk.partitions() {
         let mut attrs = String::new();
         if Slot::from_name(&p.label).is_some() {
             let st = SlotState::from_attributes(p.attributes);
-            attrs = format!("priority={} tries={} successful={}", st.priority, st.tries, u8::from(st.successful));
+            attrs = format!(
+                "priority={} tries={} successful={}",
+                st.priority,
+                st.tries,
+                u8::from(st.successful)
+            );
         }
         println!(
             "{:>5} {:>10} {:>10}  {:<11} {attrs}",
@@ -139,7 +152,12 @@ fn main() -> Result<()> {
             }
             return Ok(());
         }
-        Cmd::Set { slot, priority, tries, successful } => {
+        Cmd::Set {
+            slot,
+            priority,
+            tries,
+            successful,
+        } => {
             let s = slot_arg(&slot)?;
             let mut st = disk.slot(s)?;
             st.priority = priority.unwrap_or(st.priority);
@@ -168,7 +186,8 @@ fn main() -> Result<()> {
             disk.set_slot(s.other(), other)?;
         }
     }
-    disk.write().with_context(|| format!("writing slot state to {}", path.display()))?;
+    disk.write()
+        .with_context(|| format!("writing slot state to {}", path.display()))?;
     show(&disk)
 }
 
