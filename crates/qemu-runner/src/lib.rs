@@ -177,6 +177,11 @@ impl Vm {
                     .arg(format!("if=pflash,format=raw,file={}", v.display()));
             }
         }
+        if let Some(d) = &cfg.direct_kernel {
+            c.arg("-kernel").arg(&d.kernel);
+            c.arg("-initrd").arg(&d.initrd);
+            c.args(["-append", &d.append]);
+        }
         c.args([
             "-netdev",
             &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", cfg.ssh_port),
