@@ -213,6 +213,31 @@ impl Target {
         }))
     }
 
+    /// `/etc/environment` gets `COREOS_PUBLIC_IPV4`/`COREOS_PRIVATE_IPV4` (other lines kept).
+    pub fn environment(&self, md: &crate::datasource::Metadata) -> Result<bool> {
+        let vars: Vec<(&str, &String)> = [
+            ("COREOS_PUBLIC_IPV4", &md.public_ipv4),
+            ("COREOS_PRIVATE_IPV4", &md.private_ipv4),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
+        if vars.is_empty() {
+            return Ok(false);
+        }
+        let path = self.path("/etc/environment");
+        let existing = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut lines: Vec<String> = existing
+            .lines()
+            .filter(|l| !vars.iter().any(|(k, _)| l.starts_with(&format!("{k}="))))
+            .map(str::to_string)
+            .collect();
+        lines.extend(vars.iter().map(|(k, v)| format!("{k}={v}")));
+        std::fs::create_dir_all(path.parent().expect("has parent"))?;
+        std::fs::write(&path, lines.join("\n") + "\n")?;
+        Ok(true)
+    }
+
     pub fn hostname(&self, name: &str) -> Result<()> {
         std::fs::write(self.path("/etc/hostname"), format!("{name}\n"))?;
         if self.live() {
@@ -373,6 +398,28 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
         assert_eq!(decode(&b64, Some("gz+b64")).unwrap(), b"zipped");
         assert!(decode("x", Some("rot13")).is_err());
+    }
+
+    #[test]
+    fn environment_gets_coreos_ips() {
+        let r = root();
+        std::fs::write(
+            r.path().join("etc/environment"),
+            "PATH=/usr/bin\nCOREOS_PUBLIC_IPV4=old\n",
+        )
+        .unwrap();
+        let md = crate::datasource::Metadata {
+            private_ipv4: Some("10.0.0.5".into()),
+            public_ipv4: Some("203.0.113.9".into()),
+        };
+        assert!(Target::new(r.path()).environment(&md).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(r.path().join("etc/environment")).unwrap(),
+            "PATH=/usr/bin\nCOREOS_PUBLIC_IPV4=203.0.113.9\nCOREOS_PRIVATE_IPV4=10.0.0.5\n"
+        );
+        assert!(!Target::new(r.path())
+            .environment(&Default::default())
+            .unwrap());
     }
 
     #[test]

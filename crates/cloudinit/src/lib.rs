@@ -6,6 +6,9 @@ pub mod apply;
 pub mod config;
 pub mod coreos;
 pub mod datasource;
+pub mod fetch;
+#[cfg(test)]
+mod test_server;
 pub mod units;
 pub mod userdata;
 

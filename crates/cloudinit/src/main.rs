@@ -22,6 +22,21 @@ struct Cli {
     /// Read user data from a mounted config drive (openstack/latest/user_data).
     #[arg(long)]
     from_configdrive: Option<PathBuf>,
+    /// Download user data from a URL.
+    #[arg(long)]
+    from_url: Option<String>,
+    /// Download user data from the URL in `cloud-config-url=` on the kernel command line.
+    #[arg(long)]
+    from_proc_cmdline: bool,
+    /// Download user data from EC2's metadata service (IMDSv2), at this base URL.
+    #[arg(long, num_args = 0..=1, default_missing_value = "http://169.254.169.254/")]
+    from_ec2_metadata: Option<String>,
+    /// Download user data from GCE's metadata server, at this base URL.
+    #[arg(long, num_args = 0..=1, default_missing_value = "http://metadata.google.internal/")]
+    from_gce_metadata: Option<String>,
+    /// Attempts per network fetch (with exponential backoff) before giving up.
+    #[arg(long, default_value_t = 6)]
+    fetch_attempts: u32,
     /// Apply into this root directory instead of the running system.
     #[arg(long, default_value = "/")]
     root: PathBuf,
@@ -29,15 +44,48 @@ struct Cli {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let source: Box<dyn Datasource> = match (cli.from_file, cli.from_configdrive) {
-        (Some(f), None) => Box::new(datasource::File(f)),
-        (None, Some(d)) => Box::new(datasource::ConfigDrive(d)),
-        _ => bail!("name exactly one source: --from-file or --from-configdrive"),
+    let retry = cloudinit::fetch::Retry {
+        attempts: cli.fetch_attempts.max(1),
+        ..Default::default()
     };
+    let mut sources: Vec<Box<dyn Datasource>> = Vec::new();
+    if let Some(f) = cli.from_file {
+        sources.push(Box::new(datasource::File(f)));
+    }
+    if let Some(d) = cli.from_configdrive {
+        sources.push(Box::new(datasource::ConfigDrive(d)));
+    }
+    if let Some(url) = cli.from_url {
+        sources.push(Box::new(datasource::Url {
+            url,
+            retry: retry.clone(),
+        }));
+    }
+    if cli.from_proc_cmdline {
+        sources.push(Box::new(datasource::ProcCmdline {
+            cmdline: "/proc/cmdline".into(),
+            retry: retry.clone(),
+        }));
+    }
+    if let Some(base) = cli.from_ec2_metadata {
+        sources.push(Box::new(datasource::Ec2 {
+            base,
+            retry: retry.clone(),
+        }));
+    }
+    if let Some(base) = cli.from_gce_metadata {
+        sources.push(Box::new(datasource::Gce { base, retry }));
+    }
+    if sources.len() != 1 {
+        bail!("name exactly one source: --from-file, --from-configdrive, --from-url, --from-proc-cmdline, --from-ec2-metadata or --from-gce-metadata");
+    }
+    let source = sources.remove(0);
     let Some(text) = source.user_data()? else {
         eprintln!("coreos-cloudinit: {} has no user data", source.name());
         return Ok(());
     };
+    let metadata = source.metadata()?;
+    let text = datasource::substitute(&text, &metadata);
     let (data, report) = match UserData::parse(&text) {
         Ok(r) => r,
         Err(e) => bail!("{}: invalid user data, nothing applied: {e}", source.name()),
@@ -60,6 +108,9 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let target = Target::new(&cli.root);
+    if target.environment(&metadata)? {
+        eprintln!("coreos-cloudinit: wrote COREOS_*_IPV4 to /etc/environment");
+    }
     match data {
         UserData::Empty => eprintln!("coreos-cloudinit: empty user data"),
         UserData::Script(s) => {
