@@ -6,6 +6,7 @@ pub mod apply;
 pub mod config;
 pub mod coreos;
 pub mod datasource;
+pub mod failure;
 pub mod fetch;
 #[cfg(test)]
 mod test_server;

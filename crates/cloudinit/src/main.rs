@@ -34,6 +34,9 @@ struct Cli {
     /// Download user data from GCE's metadata server, at this base URL.
     #[arg(long, num_args = 0..=1, default_missing_value = "http://metadata.google.internal/")]
     from_gce_metadata: Option<String>,
+    /// Remove the marker a failed run left (after fixing the user data) and exit.
+    #[arg(long)]
+    clear_failure: bool,
     /// Attempts per network fetch (with exponential backoff) before giving up.
     #[arg(long, default_value_t = 6)]
     fetch_attempts: u32,
@@ -44,6 +47,29 @@ struct Cli {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let root = cli.root.clone();
+    if cli.clear_failure {
+        cloudinit::failure::clear(&root)?;
+        eprintln!("coreos-cloudinit: failure marker cleared");
+        return Ok(());
+    }
+    let validate = cli.validate;
+    if !validate {
+        if let Some(previous) = cloudinit::failure::read(&root) {
+            bail!(
+                "a previous run failed and was not retried: {}fix the user data, then run coreos-cloudinit --clear-failure",
+                previous
+            );
+        }
+    }
+    let result = run(cli);
+    if let (Err(e), false) = (&result, validate) {
+        cloudinit::failure::record(&root, &format!("{e:#}"))?;
+    }
+    result
+}
+
+fn run(cli: Cli) -> Result<()> {
     let retry = cloudinit::fetch::Retry {
         attempts: cli.fetch_attempts.max(1),
         ..Default::default()

@@ -1,0 +1,71 @@
+//! The binary as a user runs it: an invalid config applies nothing and leaves a marker; the next
+//! run refuses until the marker is cleared; then a good config applies.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cloudinit(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coreos-cloudinit"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn failure_is_loud_persistent_and_not_silently_retried() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("etc")).unwrap();
+    std::fs::write(
+        r.join("etc/passwd"),
+        "core:x:500:500::/home/core:/bin/bash\n",
+    )
+    .unwrap();
+    let bad = r.join("bad.yml");
+    std::fs::write(
+        &bad,
+        "#cloud-config\nhostname: ok\nwrite_files:\n  - path: relative/file\n",
+    )
+    .unwrap();
+    let good = r.join("good.yml");
+    std::fs::write(&good, "#cloud-config\nhostname: good-host\n").unwrap();
+
+    let validate = cloudinit(r, &["--validate", "--from-file", bad.to_str().unwrap()]);
+    assert!(!validate.status.success());
+    assert!(String::from_utf8_lossy(&validate.stderr).contains("is not absolute"));
+    assert!(
+        !r.join("var/lib/coreos-cloudinit/failed").exists(),
+        "--validate leaves no marker"
+    );
+
+    let out = cloudinit(r, &["--from-file", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        !r.join("etc/hostname").exists(),
+        "an invalid config applies nothing"
+    );
+    assert!(
+        std::fs::read_to_string(r.join("etc/motd.d/coreos-cloudinit"))
+            .unwrap()
+            .contains("FAILED")
+    );
+
+    let again = cloudinit(r, &["--from-file", good.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("previous run failed"));
+    assert!(!r.join("etc/hostname").exists());
+
+    assert!(cloudinit(r, &["--clear-failure"]).status.success());
+    let ok = cloudinit(r, &["--from-file", good.to_str().unwrap()]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/hostname")).unwrap(),
+        "good-host\n"
+    );
+}
