@@ -9,6 +9,7 @@ mod cache;
 mod ci;
 mod cmd;
 mod host;
+mod keygen;
 mod paths;
 mod progress;
 mod qemu;
@@ -37,6 +38,8 @@ enum Verb {
     Test(test::Test),
     /// Benchmarks against a peer measured in the same run: build, boot.
     Bench(bench::Bench),
+    /// Make an ed25519 key pair for signing update payloads.
+    Keygen(keygen::Keygen),
     /// Everything CI runs: host packages, fmt, clippy, unit tests, image build, image tests.
     Ci(ci::Ci),
 }
@@ -51,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Verb::Test(v) => v.run(),
         Verb::Ci(v) => v.run(),
         Verb::Bench(v) => v.run(),
+        Verb::Keygen(v) => v.run(),
     }
 }
 

@@ -49,6 +49,9 @@ pub struct ImageInfo {
     pub raw: PathBuf,
     pub qcow2: PathBuf,
     pub kernel: PathBuf,
+    /// The signed update payload directory (manifest.json, manifest.json.sig, *.zst).
+    pub payload: PathBuf,
+    pub payload_bytes: u64,
     pub usr_root_hash: String,
     pub usr_data_blocks: u64,
     pub usr_a_offset: u64,
@@ -99,6 +102,8 @@ impl BuildImage {
                 key.add_tree(&root.join(dir))?;
             }
         }
+        let (signing_key, public_key) = crate::keygen::signing_key()?;
+        key.add_file(&public_key)?;
         // Benchmarks force a reassembly without changing inputs.
         if let Ok(salt) = std::env::var("FERROCORE_IMAGE_SALT") {
             key.add_bytes("salt", salt.as_bytes());
@@ -107,7 +112,11 @@ impl BuildImage {
 
         let out_dir = paths::images(&self.board);
         if let Ok(info) = ImageInfo::load(&self.board) {
-            if info.build_id == build_id && info.raw.exists() && info.qcow2.exists() {
+            if info.build_id == build_id
+                && info.raw.exists()
+                && info.qcow2.exists()
+                && info.payload.exists()
+            {
                 eprintln!("image: up to date (build {build_id})");
                 print_outputs(&info);
                 return Ok(info);
@@ -129,6 +138,14 @@ impl BuildImage {
             &root.join("rootfs/overlay"),
             &bins,
             &release,
+        )?;
+
+        // The image trusts the key its payloads are signed with.
+        let trusted = tree.join("usr/share/ferrocore/update-keys");
+        std::fs::create_dir_all(&trusted)?;
+        std::fs::copy(
+            &public_key,
+            trusted.join(public_key.file_name().expect("named")),
         )?;
 
         let placed = layout.place();
@@ -300,6 +317,35 @@ impl BuildImage {
                 .arg(&qcow2),
         )?;
 
+        // The update payload of this image: the slot's partition image, kernel and initrd, signed;
+        // checked with the public key before it is published.
+        let payload = stage.join(format!("{base}.payload"));
+        eprintln!("image: writing the signed update payload");
+        update::payload::create(
+            &payload,
+            update::payload::Release {
+                version: VERSION.into(),
+                build_id: build_id.clone(),
+                channel: "dev".into(),
+                usr_root_hash: vtree.root_hash_hex(),
+                usr_data_blocks: vtree.data_blocks,
+                usr_salt: vtree.salt_hex(),
+            },
+            &[
+                ("usr", &usr_img),
+                ("kernel", &kernel.bzimage),
+                ("initrd", &initrd),
+            ],
+            &update::payload::keys::load_signing(&signing_key)?,
+        )?;
+        let trusted_keys = [update::payload::keys::load_public(&public_key)?];
+        update::payload::verify(&payload, &trusted_keys, "0", false)
+            .context("checking the new payload")?;
+        let payload_bytes = cache::walk_files(&payload)?
+            .iter()
+            .map(|f| std::fs::metadata(payload.join(f)).map(|m| m.len()))
+            .sum::<std::io::Result<u64>>()?;
+
         let info = ImageInfo {
             version: VERSION.into(),
             build_id: build_id.clone(),
@@ -307,6 +353,8 @@ impl BuildImage {
             raw: out_dir.join(raw.file_name().expect("named")),
             qcow2: out_dir.join(qcow2.file_name().expect("named")),
             kernel: kernel.bzimage.clone(),
+            payload: out_dir.join(payload.file_name().expect("named")),
+            payload_bytes,
             usr_root_hash: vtree.root_hash_hex(),
             usr_data_blocks: vtree.data_blocks,
             usr_a_offset: usr_a.offset,
@@ -354,8 +402,11 @@ fn allocated(path: &Path) -> Result<u64> {
 /// Moves the staged files into `out_dir`, then writes `image.json` (the commit point), then removes
 /// older builds' files.
 fn publish(out_dir: &Path, stage: &Path, info: &ImageInfo) -> Result<()> {
-    for f in [&info.raw, &info.qcow2] {
+    for f in [&info.raw, &info.qcow2, &info.payload] {
         let name = f.file_name().expect("named");
+        if f.is_dir() {
+            std::fs::remove_dir_all(f)?;
+        }
         std::fs::rename(stage.join(name), f)?;
     }
     let json = stage.join("image.json");
@@ -365,6 +416,7 @@ fn publish(out_dir: &Path, stage: &Path, info: &ImageInfo) -> Result<()> {
     let keep = [
         info.raw.clone(),
         info.qcow2.clone(),
+        info.payload.clone(),
         out_dir.join("image.json"),
     ];
     for entry in std::fs::read_dir(out_dir)? {
@@ -374,7 +426,11 @@ fn publish(out_dir: &Path, stage: &Path, info: &ImageInfo) -> Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if name.starts_with("ferrocore-") && !keep.contains(&p) {
-            let _ = std::fs::remove_file(&p);
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
         }
     }
     Ok(())
@@ -399,6 +455,11 @@ fn print_outputs(info: &ImageInfo) {
         "  /usr:  {} MiB with verity, root hash {}",
         info.usr_bytes / MIB,
         info.usr_root_hash
+    );
+    println!(
+        "  payload: {} ({} MiB, signed)",
+        info.payload.display(),
+        info.payload_bytes / MIB
     );
 }
 
