@@ -9,6 +9,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Options for ssh and scp: fresh guests have new host keys, and nothing may prompt.
+const SSH_OPTIONS: &[&str] = &[
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "LogLevel=ERROR",
+];
+
 /// Boot to ssh under TCG on a loaded 2-core machine can take minutes.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -204,29 +216,22 @@ impl Machine {
 
     fn ssh_command(&self, command: &str) -> Command {
         let mut c = Command::new("ssh");
-        c.args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ServerAliveInterval=10",
-            "-o",
-            "ServerAliveCountMax=6",
-        ])
-        .arg("-i")
-        .arg(&self.key)
-        .arg("-p")
-        .arg(self.cfg.ssh_port.to_string())
-        .arg("core@127.0.0.1")
-        .arg(command)
-        .stdin(Stdio::null());
+        c.args(SSH_OPTIONS)
+            .args([
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "ServerAliveInterval=10",
+                "-o",
+                "ServerAliveCountMax=6",
+            ])
+            .arg("-i")
+            .arg(&self.key)
+            .arg("-p")
+            .arg(self.cfg.ssh_port.to_string())
+            .arg("core@127.0.0.1")
+            .arg(command)
+            .stdin(Stdio::null());
         c
     }
 
@@ -253,15 +258,8 @@ impl Machine {
 
     pub fn scp_to(&self, local: &Path, remote: &str) -> Result<()> {
         run(Command::new("scp")
-            .args([
-                "-q",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-            ])
+            .arg("-q")
+            .args(SSH_OPTIONS)
             .arg("-i")
             .arg(&self.key)
             .arg("-P")

@@ -34,11 +34,17 @@ impl Key {
         self.add_bytes(&name, digest.as_bytes());
         Ok(())
     }
-    /// Every regular file below `dir`, by relative path and content, in sorted order.
+    /// Every file below `dir` by relative path and content, and every symlink by its target
+    /// (enabling a unit is a symlink), in sorted order.
     pub fn add_tree(&mut self, dir: &Path) -> Result<()> {
-        for rel in walk_files(dir)? {
-            let digest = hash_file(&dir.join(&rel))?;
-            self.add_bytes(&rel.to_string_lossy(), digest.as_bytes());
+        for (rel, link) in walk(dir)? {
+            let abs = dir.join(&rel);
+            let content = if link {
+                format!("symlink:{}", std::fs::read_link(&abs)?.display())
+            } else {
+                hash_file(&abs)?
+            };
+            self.add_bytes(&rel.to_string_lossy(), content.as_bytes());
         }
         Ok(())
     }
@@ -61,8 +67,9 @@ pub fn hash_file(path: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Relative paths of the regular files below `dir`, sorted (symlinks are not followed).
-pub fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// Regular files and symlinks below `dir` as relative paths, sorted, each with whether it is a
+/// symlink (links are listed, not followed; directories are descended, not listed).
+pub fn walk(dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -75,13 +82,22 @@ pub fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
             let child = rel.join(entry.file_name());
             if ty.is_dir() {
                 stack.push(child);
-            } else if ty.is_file() {
-                out.push(child);
+            } else if ty.is_file() || ty.is_symlink() {
+                out.push((child, ty.is_symlink()));
             }
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// Relative paths of the regular files below `dir`, sorted.
+pub fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(walk(dir)?
+        .into_iter()
+        .filter(|(_, link)| !link)
+        .map(|(p, _)| p)
+        .collect())
 }
 
 /// Returns the entry for `kind/key`, building it with `build(dir)` when it is missing or damaged.
@@ -187,6 +203,22 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"one");
         // An intact entry is reused.
         get_or_build("t", "k", |_| panic!("must not rebuild")).unwrap();
+    }
+
+    #[test]
+    fn tree_key_sees_symlink_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.service"), "x").unwrap();
+        std::os::unix::fs::symlink("../a.service", dir.path().join("link")).unwrap();
+        let key = |d: &Path| {
+            let mut k = Key::new("r");
+            k.add_tree(d).unwrap();
+            k.finish()
+        };
+        let before = key(dir.path());
+        std::fs::remove_file(dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("../b.service", dir.path().join("link")).unwrap();
+        assert_ne!(before, key(dir.path()));
     }
 
     #[test]

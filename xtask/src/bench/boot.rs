@@ -1,11 +1,10 @@
 //! Boot to ssh (BIOS and UEFI) and image sizes, against plain Debian booted the simplest way.
 
 use super::{mib, peer, secs, Row};
-use crate::{build_image::BuildImage, cmd, paths};
+use crate::{build_image::BuildImage, paths};
 use anyhow::Result;
 use image_tests::{Machine, Setup};
 use qemu_runner::{DirectKernel, Firmware};
-use std::process::Command;
 use std::time::Instant;
 
 fn time_to_ssh(m: &mut Machine) -> Result<std::time::Duration> {
@@ -59,21 +58,8 @@ pub fn run() -> Result<Vec<Row>> {
     }
 
     let peer_qcow2 = work.join("peer.qcow2");
-    cmd::run(
-        Command::new("qemu-img")
-            .args([
-                "convert",
-                "-c",
-                "-O",
-                "qcow2",
-                "-o",
-                "compression_type=zstd",
-            ])
-            .arg(&peer.disk)
-            .arg(&peer_qcow2),
-    )?;
-    use std::os::unix::fs::MetadataExt;
-    let peer_raw = std::fs::metadata(&peer.disk)?.blocks() * 512;
+    crate::build_image::convert_qcow2(&peer.disk, &peer_qcow2)?;
+    let peer_raw = crate::build_image::allocated(&peer.disk)?;
     let peer_q = std::fs::metadata(&peer_qcow2)?.len();
     rows.push(Row::new(
         "image, raw (allocated)",

@@ -303,19 +303,7 @@ impl BuildImage {
 
         let qcow2 = stage.join(format!("{base}.qcow2"));
         eprintln!("image: converting to qcow2 (compressed)");
-        cmd::run(
-            Command::new("qemu-img")
-                .args([
-                    "convert",
-                    "-c",
-                    "-O",
-                    "qcow2",
-                    "-o",
-                    "compression_type=zstd",
-                ])
-                .arg(&raw)
-                .arg(&qcow2),
-        )?;
+        convert_qcow2(&raw, &qcow2)?;
 
         // The update payload of this image: the slot's partition image, kernel and initrd, signed;
         // checked with the public key before it is published.
@@ -394,7 +382,25 @@ fn mkfs_ext4(img: &Path, size: u64, label: &str, content: Option<&Path>) -> Resu
     cmd::run(c.arg(img))
 }
 
-fn allocated(path: &Path) -> Result<u64> {
+/// A compressed qcow2 (zstd) of a raw disk.
+pub fn convert_qcow2(raw: &Path, qcow2: &Path) -> Result<()> {
+    cmd::run(
+        Command::new("qemu-img")
+            .args([
+                "convert",
+                "-c",
+                "-O",
+                "qcow2",
+                "-o",
+                "compression_type=zstd",
+            ])
+            .arg(raw)
+            .arg(qcow2),
+    )
+}
+
+/// Bytes a (sparse) file really takes on disk.
+pub fn allocated(path: &Path) -> Result<u64> {
     use std::os::unix::fs::MetadataExt;
     Ok(std::fs::metadata(path)?.blocks() * 512)
 }

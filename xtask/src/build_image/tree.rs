@@ -57,10 +57,7 @@ pub fn prepare(
             .arg(&tree)
             .arg("--numeric-owner"),
     )?;
-    for rel in cache::walk_files(overlay)?
-        .into_iter()
-        .chain(walk_links(overlay)?)
-    {
+    for (rel, _) in cache::walk(overlay)? {
         copy_preserving(&overlay.join(&rel), &tree.join(&rel))?;
     }
     let bin = tree.join("usr/bin");
@@ -98,25 +95,6 @@ fn os_release(r: &Release) -> String {
         v = r.version,
         b = r.build_id
     )
-}
-
-/// Symlinks below `dir` (relative paths), which `walk_files` skips.
-fn walk_links(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for entry in std::fs::read_dir(dir.join(&rel))? {
-            let entry = entry?;
-            let ty = entry.file_type()?;
-            let child = rel.join(entry.file_name());
-            if ty.is_dir() {
-                stack.push(child);
-            } else if ty.is_symlink() {
-                out.push(child);
-            }
-        }
-    }
-    Ok(out)
 }
 
 fn copy_preserving(from: &Path, to: &Path) -> Result<()> {

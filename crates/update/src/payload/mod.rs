@@ -72,16 +72,13 @@ pub struct Part {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     pub format: u32,
-    pub version: String,
-    pub build_id: String,
-    pub channel: String,
-    pub usr_root_hash: String,
-    pub usr_data_blocks: u64,
-    pub usr_salt: String,
+    #[serde(flatten)]
+    pub release: Release,
     pub parts: Vec<Part>,
 }
 
-/// What the build knows before parts are added.
+/// What the build knows about the release, before parts are added.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Release {
     pub version: String,
     pub build_id: String,
@@ -136,17 +133,12 @@ pub fn create(
     key: &SigningKey,
 ) -> Result<Manifest, Error> {
     std::fs::create_dir_all(out).map_err(io(out))?;
+    release.version.parse::<Version>()?;
     let mut manifest = Manifest {
         format: FORMAT,
-        version: release.version,
-        build_id: release.build_id,
-        channel: release.channel,
-        usr_root_hash: release.usr_root_hash,
-        usr_data_blocks: release.usr_data_blocks,
-        usr_salt: release.usr_salt,
+        release,
         parts: Vec::new(),
     };
-    manifest.version.parse::<Version>()?;
     for (name, src) in parts {
         let (size, sha256) = hash_file(src)?;
         let file = format!("{name}.zst");
@@ -207,13 +199,13 @@ pub fn verify(
         return Err(Error::Format(manifest.format));
     }
     let (offered, current) = (
-        manifest.version.parse::<Version>()?,
+        manifest.release.version.parse::<Version>()?,
         running.parse::<Version>()?,
     );
     if offered <= current && !allow_downgrade {
         return Err(Error::NotNewer {
             current: running.into(),
-            offered: manifest.version.clone(),
+            offered: manifest.release.version.clone(),
         });
     }
     for part in &manifest.parts {

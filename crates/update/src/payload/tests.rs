@@ -49,7 +49,7 @@ fn fixture(version: &str) -> Fixture {
 fn a_good_payload_verifies_and_round_trips() {
     let f = fixture("1.2.0");
     let m = verify(&f.payload, &f.trusted, "1.1.9", false).unwrap();
-    assert_eq!(m.version, "1.2.0");
+    assert_eq!(m.release.version, "1.2.0");
     assert_eq!(
         read_part(&f.payload, &m.parts[1]).unwrap(),
         bytes(50_000, 13)
