@@ -199,8 +199,14 @@ impl Machine {
                 return Ok(());
             }
             if let Some(vm) = self.vm.as_mut() {
-                // Surfaces a QEMU that died instead of waiting out the timeout.
-                vm.wait_console("", 0, Duration::from_secs(0)).ok();
+                // A QEMU that died fails now, not after the timeout.
+                vm.check_running().with_context(|| {
+                    format!(
+                        "{}: console log: {}",
+                        self.name,
+                        self.dir.join("console.log").display()
+                    )
+                })?;
             }
             if start.elapsed() > BOOT_TIMEOUT {
                 bail!(

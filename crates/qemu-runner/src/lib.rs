@@ -251,7 +251,8 @@ impl Vm {
         }
     }
 
-    fn check_running(&mut self) -> Result<()> {
+    /// Fails with QEMU's stderr if it has exited.
+    pub fn check_running(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
             let mut err = String::new();
             if let Some(mut e) = self.child.stderr.take() {
