@@ -19,8 +19,12 @@ pub struct Qemu {
     /// Host port forwarded to the guest's ssh.
     #[arg(long, default_value_t = 2222)]
     ssh_port: u16,
+    /// Memory in MiB.
     #[arg(long, default_value_t = 2048)]
     memory: u32,
+    /// Grow a fresh working copy to this many GiB (ROOT fills it on first boot).
+    #[arg(long)]
+    disk_size: Option<u64>,
     /// Public key for `core` (default: the first of ~/.ssh/id_ed25519.pub, id_rsa.pub, id_ecdsa.pub).
     #[arg(long)]
     ssh_key: Option<PathBuf>,
@@ -47,6 +51,15 @@ impl Qemu {
                     .arg(&disk),
             )?;
             std::fs::write(&stamp, &info.build_id)?;
+            if let Some(gib) = self.disk_size {
+                let bytes = gib << 30;
+                let file = std::fs::OpenOptions::new().write(true).open(&disk)?;
+                anyhow::ensure!(
+                    bytes >= file.metadata()?.len(),
+                    "--disk-size {gib} GiB is smaller than the image"
+                );
+                file.set_len(bytes)?;
+            }
         }
         let mut extra = Vec::new();
         if let Some(key) = self.ssh_key.clone().or_else(default_key) {
