@@ -1,0 +1,281 @@
+//! etcd's command line: the same flags and `ETCD_*` environment variables, so that cloud-config's
+//! `etcd2:` section and existing units configure us unchanged.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+/// A boolean flag that, like Go's, may be given bare (`--enable-v2`) or with a value (`--enable-v2=false`).
+macro_rules! go_bool {
+    () => {
+        ArgAction::Set
+    };
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "ferro-store",
+    version,
+    about = "An etcd-compatible key-value store (etcd 3.4 flags)"
+)]
+pub struct Config {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+    /// Path to the data directory (default: `<name>.etcd`).
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Path to the dedicated wal directory (the log lives with the data here).
+    #[arg(long, env = "ETCD_WAL_DIR")]
+    pub wal_dir: Option<PathBuf>,
+    /// Entries between snapshots of the state (log compaction).
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// List of URLs to listen on for peer traffic.
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub listen_peer_urls: String,
+    /// List of URLs to listen on for client traffic.
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub listen_client_urls: String,
+    /// List of this member's client URLs to advertise to the public.
+    #[arg(
+        long,
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub advertise_client_urls: String,
+    /// List of this member's peer URLs to advertise to the rest of the cluster.
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping (`name=peer-url,...`).
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Initial cluster token for the etcd cluster during bootstrap.
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
+    pub initial_cluster_token: String,
+    /// Discovery URL used to bootstrap the cluster.
+    #[arg(long, env = "ETCD_DISCOVERY")]
+    pub discovery: Option<String>,
+    /// Comma-separated origins for CORS.
+    #[arg(long, env = "ETCD_CORS")]
+    pub cors: Option<String>,
+    /// Accept etcd V2 client requests.
+    #[arg(long, env = "ETCD_ENABLE_V2", default_value = "false", num_args = 0..=1,
+          default_missing_value = "true", action = go_bool!())]
+    pub enable_v2: bool,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    pub max_request_bytes: usize,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: usize,
+    /// Logger ('zap' or 'capnslog'): accepted for compatibility, we log through tracing.
+    #[arg(long, env = "ETCD_LOGGER")]
+    pub logger: Option<String>,
+    /// Log level: debug, info, warn, error.
+    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Enable debug-level logging.
+    #[arg(long, env = "ETCD_DEBUG", default_value = "false", num_args = 0..=1,
+          default_missing_value = "true", action = go_bool!())]
+    pub debug: bool,
+    /// Path to the client server TLS cert file.
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Path to the client server TLS key file.
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Enable client cert authentication.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value = "false", num_args = 0..=1,
+          default_missing_value = "true", action = go_bool!())]
+    pub client_cert_auth: bool,
+    /// Path to the client server TLS trusted CA cert file.
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Path to the peer server TLS cert file.
+    #[arg(long, env = "ETCD_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Path to the peer server TLS key file.
+    #[arg(long, env = "ETCD_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+    /// Enable peer client cert authentication.
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value = "false", num_args = 0..=1,
+          default_missing_value = "true", action = go_bool!())]
+    pub peer_client_cert_auth: bool,
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{flag} is not supported by this version of ferro-store yet")]
+    Unsupported { flag: &'static str },
+    #[error("--initial-cluster names {0} members; only a single-member cluster is supported yet")]
+    Cluster(usize),
+    #[error("invalid URL {0:?} (expected http://host:port)")]
+    Url(String),
+}
+
+impl Config {
+    /// Parses argv, accepting Go's single-dash long flags (`-name x`) as etcd does.
+    pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Self, clap::Error> {
+        Self::try_parse_from(args.into_iter().enumerate().map(|(i, a)| {
+            let single_dash_long = a.starts_with('-') && !a.starts_with("--") && a.len() > 2;
+            if i > 0 && single_dash_long {
+                format!("-{a}")
+            } else {
+                a
+            }
+        }))
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)))
+    }
+
+    /// Rejects what we would otherwise silently do wrong (TLS, clusters).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let tls = [
+            ("--cert-file", self.cert_file.is_some()),
+            ("--key-file", self.key_file.is_some()),
+            ("--client-cert-auth", self.client_cert_auth),
+            ("--trusted-ca-file", self.trusted_ca_file.is_some()),
+            ("--peer-cert-file", self.peer_cert_file.is_some()),
+            ("--peer-key-file", self.peer_key_file.is_some()),
+            ("--peer-client-cert-auth", self.peer_client_cert_auth),
+            (
+                "--peer-trusted-ca-file",
+                self.peer_trusted_ca_file.is_some(),
+            ),
+            ("--discovery", self.discovery.is_some()),
+        ];
+        if let Some((flag, _)) = tls.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::Unsupported { flag });
+        }
+        if let Some(c) = &self.initial_cluster {
+            let n = c.split(',').filter(|m| !m.trim().is_empty()).count();
+            if n > 1 {
+                return Err(ConfigError::Cluster(n));
+            }
+        }
+        for u in self.client_listeners()? {
+            let _ = u;
+        }
+        Ok(())
+    }
+
+    /// `host:port` of every client listener.
+    pub fn client_listeners(&self) -> Result<Vec<String>, ConfigError> {
+        split_urls(&self.listen_client_urls)
+            .into_iter()
+            .map(|u| host_port(&u).ok_or(ConfigError::Url(u)))
+            .collect()
+    }
+
+    pub fn advertise_client_urls(&self) -> Vec<String> {
+        split_urls(&self.advertise_client_urls)
+    }
+
+    pub fn peer_urls(&self) -> Vec<String> {
+        split_urls(&self.initial_advertise_peer_urls)
+    }
+}
+
+pub fn split_urls(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `http://host:port[/]` → `host:port` (`localhost` stays a name; the listener resolves it).
+fn host_port(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let hp = rest.trim_end_matches('/');
+    (hp.contains(':') && !hp.contains('/')).then(|| hp.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::from_args(
+            std::iter::once("ferro-store")
+                .chain(args.iter().copied())
+                .map(String::from),
+        )
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn etcd_style_flags() {
+        let c = parse(&[
+            "-name",
+            "n1",
+            "--data-dir=/d",
+            "--enable-v2",
+            "--listen-client-urls",
+            "http://127.0.0.1:1,http://[::1]:2",
+        ])
+        .unwrap();
+        assert_eq!(c.name, "n1");
+        assert!(c.enable_v2);
+        assert_eq!(
+            c.client_listeners().unwrap(),
+            vec!["127.0.0.1:1", "[::1]:2"]
+        );
+        let c = parse(&["--enable-v2=false"]).unwrap();
+        assert!(!c.enable_v2);
+        assert_eq!(c.data_dir(), PathBuf::from("default.etcd"));
+    }
+
+    #[test]
+    fn unknown_flags_are_an_error() {
+        let e = parse(&["--no-such-flag"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(e.to_string().contains("--no-such-flag"));
+    }
+
+    #[test]
+    fn tls_and_clusters_are_refused_not_ignored() {
+        assert!(parse(&["--cert-file", "x"]).unwrap().check().is_err());
+        let c = parse(&["--initial-cluster", "a=http://1:2380,b=http://2:2380"]).unwrap();
+        assert!(matches!(c.check(), Err(ConfigError::Cluster(2))));
+    }
+}

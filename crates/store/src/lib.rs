@@ -1,0 +1,10 @@
+//! An etcd-compatible key-value store: etcd's v2 keys API over HTTP and its v3 gRPC API on one
+//! port, etcd's flags, and a durable (fsynced) log under a deterministic state machine.
+
+pub mod config;
+pub mod core;
+pub mod member;
+pub mod server;
+pub mod state;
+pub mod v2;
+pub mod wal;

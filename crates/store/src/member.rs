@@ -1,0 +1,46 @@
+//! Who this member is: name, IDs, URLs, start time (for `/v2/members`, stats and headers).
+
+use std::hash::{Hash, Hasher};
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub id: u64,
+    pub cluster_id: u64,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    /// Unix nanoseconds.
+    pub start_time: i64,
+}
+
+/// A stable 64-bit ID from strings (etcd derives IDs by hashing the same inputs).
+fn id_of(parts: &[&str]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
+impl Member {
+    pub fn new(name: &str, peer_urls: Vec<String>, client_urls: Vec<String>, token: &str) -> Self {
+        let mut id_parts: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+        id_parts.push(token);
+        let id = id_of(&id_parts);
+        let cluster_id = id_of(&[&format!("{id:x}"), token]);
+        Member {
+            name: name.to_string(),
+            id,
+            cluster_id,
+            peer_urls,
+            client_urls,
+            start_time: crate::core::now_nanos(),
+        }
+    }
+
+    pub fn id_hex(&self) -> String {
+        format!("{:x}", self.id)
+    }
+
+    pub fn cluster_id_hex(&self) -> String {
+        format!("{:x}", self.cluster_id)
+    }
+}

@@ -1,0 +1,70 @@
+//! Starting a member: recover the log, bind the client listeners, serve until a signal.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::core::Core;
+use crate::member::Member;
+use crate::v2;
+
+/// A running server bound to its client listeners.
+pub struct Server {
+    pub core: Arc<Core>,
+    pub router: axum::Router,
+    pub listeners: Vec<TcpListener>,
+}
+
+impl Server {
+    pub async fn bind(cfg: &Config) -> anyhow::Result<Server> {
+        cfg.check()?;
+        let data_dir = cfg.data_dir();
+        let core = Core::open(&data_dir, cfg.snapshot_count)
+            .with_context(|| format!("opening the data dir {}", data_dir.display()))?;
+        let member = Arc::new(Member::new(
+            &cfg.name,
+            cfg.peer_urls(),
+            cfg.advertise_client_urls(),
+            &cfg.initial_cluster_token,
+        ));
+        let ctx = v2::Ctx {
+            core: Arc::clone(&core),
+            member,
+            enable_v2: cfg.enable_v2,
+        };
+        let router = v2::router(ctx);
+        let mut listeners = Vec::new();
+        for addr in cfg.client_listeners()? {
+            let l = TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("listening for clients on {addr}"))?;
+            tracing::info!(%addr, "serving client requests");
+            listeners.push(l);
+        }
+        Ok(Server {
+            core,
+            router,
+            listeners,
+        })
+    }
+
+    /// Serves until SIGINT/SIGTERM.
+    pub async fn run(self) -> anyhow::Result<()> {
+        tokio::spawn(Arc::clone(&self.core).expire_loop());
+        let mut tasks = tokio::task::JoinSet::new();
+        for l in self.listeners {
+            let app = self.router.clone();
+            tasks.spawn(async move { axum::serve(l, app).await });
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, stopping"),
+            _ = term.recv() => tracing::info!("terminated, stopping"),
+            Some(r) = tasks.join_next() => r.context("client listener task")?.context("serving clients")?,
+        }
+        Ok(())
+    }
+}

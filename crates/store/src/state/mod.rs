@@ -1,0 +1,127 @@
+//! The replicated state machine: commands in, results out, no I/O and no clock of its own.
+//!
+//! Everything a write needs (including the proposer's clock) travels in the [`Command`], so that
+//! replaying the durable log — or, later, applying Raft entries on every member — gives the same state.
+
+pub mod error;
+pub mod event;
+pub mod history;
+pub mod stats;
+pub mod tree;
+pub mod v2store;
+pub mod watch;
+
+use serde::{Deserialize, Serialize};
+
+use error::V2Error;
+use event::Event;
+use v2store::V2Store;
+
+/// A v2 keys request as it goes through the log (etcd's `etcdserverpb.Request`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V2Request {
+    pub method: V2Method,
+    pub path: String,
+    #[serde(default)]
+    pub value: String,
+    #[serde(default)]
+    pub dir: bool,
+    #[serde(default)]
+    pub prev_value: String,
+    #[serde(default)]
+    pub prev_index: u64,
+    #[serde(default)]
+    pub prev_exist: Option<bool>,
+    #[serde(default)]
+    pub recursive: bool,
+    #[serde(default)]
+    pub sorted: bool,
+    /// Absolute expiry (unix nanoseconds) from `ttl`.
+    #[serde(default)]
+    pub expiration: Option<i64>,
+    #[serde(default)]
+    pub refresh: bool,
+    /// The proposer's clock, unix nanoseconds.
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum V2Method {
+    #[default]
+    Put,
+    Post,
+    Delete,
+    /// A `quorum=true` read: goes through the log so it is linearizable.
+    QuorumGet,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    V2(V2Request),
+    /// Remove v2 keys whose TTL ran out at or before `now`.
+    V2Expire {
+        now: i64,
+    },
+}
+
+#[allow(clippy::large_enum_variant)] // answered once per command, never stored
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    V2(Result<Event, V2Error>),
+    Expired(usize),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub v2: V2Store,
+}
+
+impl State {
+    pub fn apply(&mut self, cmd: &Command) -> Output {
+        match cmd {
+            Command::V2(r) => Output::V2(self.apply_v2(r)),
+            Command::V2Expire { now } => Output::Expired(self.v2.delete_expired(*now).len()),
+        }
+    }
+
+    /// etcd's `applyV2`: which store operation a method and its conditions mean.
+    fn apply_v2(&mut self, r: &V2Request) -> Result<Event, V2Error> {
+        let s = &mut self.v2;
+        let (exp, now) = (r.expiration, r.now);
+        let compare = r.prev_index > 0 || !r.prev_value.is_empty();
+        match r.method {
+            V2Method::Post => s.create(&r.path, r.dir, &r.value, true, exp, now),
+            V2Method::Put => match r.prev_exist {
+                Some(true) if !compare => s.update(&r.path, &r.value, exp, r.refresh, now),
+                Some(true) => s.compare_and_swap(
+                    &r.path,
+                    &r.prev_value,
+                    r.prev_index,
+                    &r.value,
+                    exp,
+                    r.refresh,
+                    now,
+                ),
+                Some(false) => s.create(&r.path, r.dir, &r.value, false, exp, now),
+                None if compare => s.compare_and_swap(
+                    &r.path,
+                    &r.prev_value,
+                    r.prev_index,
+                    &r.value,
+                    exp,
+                    r.refresh,
+                    now,
+                ),
+                None => s.set(&r.path, r.dir, &r.value, exp, r.refresh, now),
+            },
+            V2Method::Delete if compare => {
+                s.compare_and_delete(&r.path, &r.prev_value, r.prev_index, now)
+            }
+            V2Method::Delete => s.delete(&r.path, r.dir, r.recursive, now),
+            V2Method::QuorumGet => s.get(&r.path, r.recursive, now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,65 @@
+//! etcd's v2 HTTP API: `/v2/keys`, `/v2/members`, `/v2/stats`, `/v2/machines`, `/version`, `/health`.
+
+mod handlers;
+mod misc;
+pub mod request;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::Response;
+use axum::routing::{any, get};
+use axum::Router;
+
+use crate::core::Core;
+use crate::member::Member;
+
+/// The log term reported in `X-Raft-Term` (a single member never holds an election).
+pub const TERM: u64 = 1;
+
+#[derive(Clone)]
+pub struct Ctx {
+    pub core: Arc<Core>,
+    pub member: Arc<Member>,
+    pub enable_v2: bool,
+}
+
+pub fn router(ctx: Ctx) -> Router {
+    let mut r = Router::new()
+        .route("/version", get(misc::version))
+        .route("/health", get(misc::health));
+    if ctx.enable_v2 {
+        r = r
+            .route("/v2/keys", any(handlers::keys))
+            .route("/v2/keys/", any(handlers::keys))
+            .route("/v2/keys/{*key}", any(handlers::keys))
+            .route("/v2/members", get(misc::members))
+            .route("/v2/members/leader", get(misc::leader))
+            .route("/v2/machines", get(misc::machines))
+            .route("/v2/stats/self", get(misc::stats_self))
+            .route("/v2/stats/store", get(misc::stats_store))
+            .route("/v2/stats/leader", get(misc::stats_leader));
+    }
+    r.fallback(misc::not_found)
+        .layer(axum::middleware::map_response(cors))
+        .with_state(ctx)
+}
+
+/// etcd answers every client request with permissive CORS headers.
+async fn cors(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    for (k, v) in [
+        (
+            "access-control-allow-headers",
+            "accept, content-type, authorization",
+        ),
+        (
+            "access-control-allow-methods",
+            "POST, GET, OPTIONS, PUT, DELETE",
+        ),
+        ("access-control-allow-origin", "*"),
+    ] {
+        h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    }
+    res
+}
