@@ -4,6 +4,7 @@
 pub mod config;
 pub mod core;
 pub mod member;
+pub mod notify;
 pub mod server;
 pub mod state;
 pub mod v2;

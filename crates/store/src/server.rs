@@ -58,6 +58,9 @@ impl Server {
             let app = self.router.clone();
             tasks.spawn(async move { axum::serve(l, app).await });
         }
+        if let Err(e) = crate::notify::ready() {
+            tracing::warn!(error = %e, "telling systemd we are ready");
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
         tokio::select! {
