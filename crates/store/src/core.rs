@@ -27,6 +27,10 @@ pub fn now_nanos() -> i64 {
 pub struct Inner {
     pub state: State,
     pub hub: Hub,
+    pub hub3: crate::v3::watch::Hub,
+    /// When each v3 lease runs out. Leader-local, never logged: keep-alives are not
+    /// replicated in etcd either, and a restart gives every lease its full TTL again.
+    pub lease_deadlines: std::collections::BTreeMap<i64, std::time::Instant>,
     /// Index of the last applied log entry (the `X-Raft-Index`).
     pub applied: u64,
 }
@@ -52,14 +56,22 @@ pub enum CoreError {
     Stopped,
 }
 
+/// Makes the v3 response header for a revision (cluster and member IDs, term).
+pub type HeaderFn = Arc<dyn Fn(i64) -> crate::v3::pb::etcdserverpb::ResponseHeader + Send + Sync>;
+
 pub struct Core {
     inner: Mutex<Inner>,
     tx: mpsc::Sender<Proposal>,
+    pub header: HeaderFn,
 }
 
 impl Core {
     /// Recovers the state from `data_dir` and starts the log writer.
-    pub fn open(data_dir: &std::path::Path, snapshot_count: u64) -> Result<Arc<Core>, CoreError> {
+    pub fn open(
+        data_dir: &std::path::Path,
+        snapshot_count: u64,
+        header: HeaderFn,
+    ) -> Result<Arc<Core>, CoreError> {
         let wal = Wal::open(data_dir)?;
         let rec = wal.recover()?;
         let (mut state, mut applied) = match rec.snapshot {
@@ -77,15 +89,26 @@ impl Core {
             applied = i;
         }
         state.v2.take_notifications();
+        state.v3.take_changes();
+        let start = std::time::Instant::now();
+        let lease_deadlines = state
+            .v3
+            .leases()
+            .iter()
+            .map(|(id, l)| (*id, start + std::time::Duration::from_secs(l.ttl as u64)))
+            .collect();
         tracing::info!(applied, replayed, "recovered the store from the log");
         let (tx, rx) = mpsc::channel(4096);
         let core = Arc::new(Core {
             inner: Mutex::new(Inner {
                 state,
                 hub: Hub::default(),
+                hub3: Default::default(),
+                lease_deadlines,
                 applied,
             }),
             tx,
+            header,
         });
         let writer = Arc::clone(&core);
         std::thread::Builder::new()
@@ -140,6 +163,24 @@ impl Core {
                 let notes = inner.state.v2.take_notifications();
                 for n in &notes {
                     inner.hub.notify(n);
+                }
+                let header = self.header.clone();
+                let inner = &mut *inner;
+                for (rev, changes) in inner.state.v3.take_changes() {
+                    inner.hub3.notify(rev, &changes, |r| header(r));
+                }
+                match &output {
+                    Output::V3(Ok((crate::state::mvcc::V3Result::LeaseGrant { id, ttl }, _))) => {
+                        let deadline =
+                            std::time::Instant::now() + std::time::Duration::from_secs(*ttl as u64);
+                        inner.lease_deadlines.insert(*id, deadline);
+                    }
+                    // Revoked or already gone: either way nothing is left to expire.
+                    _ => {
+                        if let Command::V3(crate::state::V3Request::LeaseRevoke(id)) = &p.cmd {
+                            inner.lease_deadlines.remove(id);
+                        }
+                    }
                 }
                 let _ = p.reply.send(Applied {
                     output,
@@ -205,9 +246,26 @@ impl Core {
         loop {
             tick.tick().await;
             let now = now_nanos();
-            let due = self.lock().state.v2.next_expiry().is_some_and(|t| t <= now);
+            let (due, expired_leases) = {
+                let inner = self.lock();
+                let due = inner.state.v2.next_expiry().is_some_and(|t| t <= now);
+                let instant = std::time::Instant::now();
+                let leases: Vec<i64> = inner
+                    .lease_deadlines
+                    .iter()
+                    .filter(|(_, d)| **d <= instant)
+                    .map(|(id, _)| *id)
+                    .collect();
+                (due, leases)
+            };
             if due && self.propose(Command::V2Expire { now }).await.is_err() {
                 return;
+            }
+            for id in expired_leases {
+                let revoke = Command::V3(crate::state::V3Request::LeaseRevoke(id));
+                if self.propose(revoke).await.is_err() {
+                    return;
+                }
             }
         }
     }

@@ -8,4 +8,5 @@ pub mod notify;
 pub mod server;
 pub mod state;
 pub mod v2;
+pub mod v3;
 pub mod wal;

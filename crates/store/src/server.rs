@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::core::Core;
 use crate::member::Member;
-use crate::v2;
+use crate::{v2, v3};
 
 /// A running server bound to its client listeners.
 pub struct Server {
@@ -21,20 +21,37 @@ impl Server {
     pub async fn bind(cfg: &Config) -> anyhow::Result<Server> {
         cfg.check()?;
         let data_dir = cfg.data_dir();
-        let core = Core::open(&data_dir, cfg.snapshot_count)
-            .with_context(|| format!("opening the data dir {}", data_dir.display()))?;
         let member = Arc::new(Member::new(
             &cfg.name,
             cfg.peer_urls(),
             cfg.advertise_client_urls(),
             &cfg.initial_cluster_token,
         ));
+        let (cluster_id, member_id) = (member.cluster_id, member.id);
+        let header: crate::core::HeaderFn =
+            Arc::new(move |revision| v3::pb::etcdserverpb::ResponseHeader {
+                cluster_id,
+                member_id,
+                revision,
+                raft_term: v2::TERM,
+            });
+        let core = Core::open(&data_dir, cfg.snapshot_count, header)
+            .with_context(|| format!("opening the data dir {}", data_dir.display()))?;
+        let grpc = v3::router(
+            Arc::clone(&core),
+            Arc::clone(&member),
+            v3::Options {
+                max_request_bytes: cfg.max_request_bytes,
+                max_txn_ops: cfg.max_txn_ops,
+                data_dir: data_dir.clone(),
+            },
+        );
         let ctx = v2::Ctx {
             core: Arc::clone(&core),
             member,
             enable_v2: cfg.enable_v2,
         };
-        let router = v2::router(ctx);
+        let router = v2::router(ctx, grpc);
         let mut listeners = Vec::new();
         for addr in cfg.client_listeners()? {
             let l = TcpListener::bind(&addr)

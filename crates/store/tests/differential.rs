@@ -1,4 +1,4 @@
-//! Differential tests: every script in `testdata/v2/` runs against Debian's real etcd 3.4 and
+//! Differential tests: every script in `testdata/v2/` and `testdata/v3/` runs against Debian's real etcd 3.4 and
 //! against ferro-store, and each answer must match after normalisation (indices relative to each
 //! server's start, times and IDs masked, directory listings sorted).
 //! Needs the Debian packages `etcd-server` and `etcd-client`; without them the test fails.
@@ -56,9 +56,10 @@ fn run_file(path: &Path) -> (usize, Vec<Mismatch>) {
     (compared, mismatches)
 }
 
-#[test]
-fn v2_scripts_match_real_etcd() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/v2");
+fn run_dir(sub: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(sub);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -99,4 +100,14 @@ fn v2_scripts_match_real_etcd() {
         "{} of {compared} answers differ from etcd",
         mismatches.len()
     );
+}
+
+#[test]
+fn v2_scripts_match_real_etcd() {
+    run_dir("v2");
+}
+
+#[test]
+fn v3_scripts_match_real_etcd() {
+    run_dir("v3");
 }

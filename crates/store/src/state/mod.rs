@@ -6,6 +6,7 @@
 pub mod error;
 pub mod event;
 pub mod history;
+pub mod mvcc;
 pub mod stats;
 pub mod tree;
 pub mod v2store;
@@ -62,18 +63,50 @@ pub enum Command {
     V2Expire {
         now: i64,
     },
+    V3(V3Request),
+}
+
+/// A v3 write as it goes through the log: the client's protobuf request, as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum V3Request {
+    Put(#[serde(with = "b64")] Vec<u8>),
+    DeleteRange(#[serde(with = "b64")] Vec<u8>),
+    Txn(#[serde(with = "b64")] Vec<u8>),
+    Compact(i64),
+    LeaseGrant { id: i64, ttl: i64 },
+    LeaseRevoke(i64),
+}
+
+mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 #[allow(clippy::large_enum_variant)] // answered once per command, never stored
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     V2(Result<Event, V2Error>),
     Expired(usize),
+    /// The result and the store revision right after it.
+    V3(Result<(mvcc::V3Result, i64), mvcc::V3Error>),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub v2: V2Store,
+    #[serde(default)]
+    pub v3: mvcc::Mvcc,
 }
 
 impl State {
@@ -81,6 +114,26 @@ impl State {
         match cmd {
             Command::V2(r) => Output::V2(self.apply_v2(r)),
             Command::V2Expire { now } => Output::Expired(self.v2.delete_expired(*now).len()),
+            Command::V3(r) => Output::V3(self.apply_v3(r).map(|x| (x, self.v3.revision()))),
+        }
+    }
+
+    fn apply_v3(&mut self, r: &V3Request) -> Result<mvcc::V3Result, mvcc::V3Error> {
+        use prost::Message;
+
+        use crate::v3::pb::etcdserverpb as pb;
+        // Requests were encoded by us from decoded messages, so decoding cannot fail short of a
+        // corrupt log; a corrupt entry applies as an empty request rather than diverging silently.
+        let m = &mut self.v3;
+        match r {
+            V3Request::Put(b) => m.put(&pb::PutRequest::decode(b.as_slice()).unwrap_or_default()),
+            V3Request::DeleteRange(b) => {
+                m.delete_range(&pb::DeleteRangeRequest::decode(b.as_slice()).unwrap_or_default())
+            }
+            V3Request::Txn(b) => m.txn(&pb::TxnRequest::decode(b.as_slice()).unwrap_or_default()),
+            V3Request::Compact(rev) => m.compact(*rev),
+            V3Request::LeaseGrant { id, ttl } => m.lease_grant(*id, *ttl),
+            V3Request::LeaseRevoke(id) => m.lease_revoke(*id),
         }
     }
 

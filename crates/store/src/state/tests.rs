@@ -186,7 +186,7 @@ proptest! {
                     prop_assert_eq!(s.v2.index(), before);
                     prop_assert_eq!(e.index, before);
                 }
-                Output::Expired(_) => unreachable!(),
+                other => unreachable!("{other:?}"),
             }
         }
         let mut replay = State::default();

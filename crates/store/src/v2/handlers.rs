@@ -121,7 +121,7 @@ pub async fn keys(
             Ok(applied) => match applied.output {
                 Output::V2(Ok(e)) => event_response(&ctx, e, applied.log_index, no_value),
                 Output::V2(Err(e)) => error_response(&e),
-                Output::Expired(_) => unreachable!("a v2 request never applies as an expiry"),
+                other => unreachable!("a v2 request applied as {other:?}"),
             },
             Err(e) => error_response(&V2Error::new(RAFT_INTERNAL, e.to_string(), 0)),
         },

@@ -1,7 +1,7 @@
 //! etcd's v2 HTTP API: `/v2/keys`, `/v2/members`, `/v2/stats`, `/v2/machines`, `/version`, `/health`.
 
 mod handlers;
-mod misc;
+pub mod misc;
 pub mod request;
 
 use std::sync::Arc;
@@ -24,7 +24,8 @@ pub struct Ctx {
     pub enable_v2: bool,
 }
 
-pub fn router(ctx: Ctx) -> Router {
+/// The v2 API; everything else goes to `grpc` when it is gRPC, or gets Go's 404.
+pub fn router(ctx: Ctx, grpc: Router) -> Router {
     let mut r = Router::new()
         .route("/version", get(misc::version))
         .route("/health", get(misc::health));
@@ -40,8 +41,22 @@ pub fn router(ctx: Ctx) -> Router {
             .route("/v2/stats/store", get(misc::stats_store))
             .route("/v2/stats/leader", get(misc::stats_leader));
     }
-    r.fallback(misc::not_found)
-        .layer(axum::middleware::map_response(cors))
+    let fallback = tower::service_fn(move |req: axum::extract::Request| {
+        let grpc = grpc.clone();
+        async move {
+            let is_grpc = req
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            if is_grpc {
+                tower::ServiceExt::oneshot(grpc, req).await
+            } else {
+                Ok(misc::not_found().await)
+            }
+        }
+    });
+    r.layer(axum::middleware::map_response(cors))
+        .fallback_service(fallback)
         .with_state(ctx)
 }
 

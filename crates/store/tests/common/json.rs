@@ -144,7 +144,16 @@ pub fn normalise(j: &mut J, base: u64) {
                         let x = n.as_u64().unwrap_or(0);
                         *v = J::Num(x.saturating_sub(base).into());
                     }
-                    ("expiration" | "startTime" | "uptime", J::Str(s)) => *s = "<time>".into(),
+                    ("expiration" | "startTime" | "uptime" | "ts" | "target", J::Str(s)) => {
+                        *s = "<masked>".into()
+                    }
+                    ("cluster_id" | "member_id" | "raft_term", J::Num(_)) => {
+                        *v = J::Str("<masked>".into())
+                    }
+                    // v3 lease IDs are random in etcd.
+                    ("lease" | "ID", J::Num(n)) if n.as_u64() != Some(0) => {
+                        *v = J::Str("<lease>".into())
+                    }
                     ("id" | "leader", J::Str(s)) => *s = "<id>".into(),
                     ("key", J::Str(s)) => *s = rebase_numbers(s, base),
                     ("cause", J::Str(s)) if matches!(&error_code, Some(J::Num(c)) if c.as_u64() == Some(101) || c.as_u64() == Some(401)) => {

@@ -6,7 +6,9 @@
 //! - `WATCH <name> <path?query>`: a request left running in the background; `AWAIT <name>` collects it.
 //! - `REPEAT <n> <directive>`: run a directive n times without comparing its answers.
 //! - `STREAM <name> <n> <path?query>`: a streaming watch collected (by `AWAIT`) after n events.
-//! - `SLEEP <ms>`; `ETCDCTL2 <args>` / `ETCDCTL3 <args>`: Debian's etcdctl with that API version.
+//! - `SLEEP <ms>`; `ETCDCTL2 <args>` / `ETCDCTL3 <args>`: Debian's etcdctl with that API version
+//!   (`"quoted args"`, `<<< stdin` with `\n`, `{lease}` = the last granted lease);
+//!   `ETCDCTL3FOR <ms> <args>` stops the command after ms (for `watch`).
 //! - `{idx:N}` in a line becomes the server's start index + N.
 
 use std::collections::HashMap;
@@ -78,6 +80,36 @@ fn http(method: &str, url: &str, body: Option<String>) -> String {
     }
 }
 
+/// Splits arguments on spaces, keeping "double-quoted" ones whole.
+fn split_args(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
+}
+
 fn stream_lines(url: &str, n: usize) -> String {
     use std::io::BufRead;
     let r = match client().get(url).send() {
@@ -108,6 +140,8 @@ pub struct Runner<'a> {
     pub server: &'a Server,
     pub base: u64,
     member_id: String,
+    /// The last lease ID etcdctl granted (`{lease}` in later lines).
+    lease: String,
     watches: HashMap<String, JoinHandle<String>>,
 }
 
@@ -135,6 +169,7 @@ impl<'a> Runner<'a> {
             server,
             base,
             member_id,
+            lease: String::new(),
             watches: HashMap::new(),
         }
     }
@@ -167,8 +202,16 @@ impl<'a> Runner<'a> {
         format!("{head}\n{}", normalise_body(body, self.base))
     }
 
-    fn etcdctl(&self, api: &str, args: &str) -> String {
+    /// Runs etcdctl; `<<< text` after the arguments is its stdin (`\n` for newlines);
+    /// with `wait_ms`, a command that does not end by itself (watch) is stopped after that long.
+    fn etcdctl(&mut self, api: &str, args: &str, wait_ms: Option<u64>) -> String {
+        use std::io::Write;
         let bin = super::require_tool("etcdctl", "etcd-client");
+        let (args, stdin) = match args.split_once(" <<< ") {
+            Some((a, i)) => (a, Some(i.replace("\\n", "\n"))),
+            None => (args, None),
+        };
+        let args = args.replace("{lease}", &self.lease);
         let mut cmd = Command::new(bin);
         cmd.env("ETCDCTL_API", api).env_remove("ETCDCTL_ENDPOINTS");
         if api == "2" {
@@ -176,26 +219,57 @@ impl<'a> Runner<'a> {
         } else {
             cmd.args(["--endpoints", &self.server.url]);
         }
-        cmd.args(args.split_whitespace());
-        let out = cmd.output().unwrap();
+        cmd.args(split_args(&args))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        if let Some(ms) = wait_ms {
+            std::thread::sleep(Duration::from_millis(ms));
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        let code = if wait_ms.is_some() {
+            "killed".to_string()
+        } else {
+            out.status.code().unwrap_or(-1).to_string()
+        };
         let text = format!(
-            "exit={}\n{}{}",
-            out.status.code().unwrap_or(-1),
+            "exit={code}\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let text = text
+        let mut text = text
             .replace(&self.server.url, "<url>")
             .replace(&self.server.peer_url, "<peer>")
             .replace(&self.member_id, "<id>");
-        // Only indices are rebased: `[N]` after errors and `...Index: N` in extended output.
+        if let Some(rest) = text.split("lease ").nth(1) {
+            if let Some((id, _)) = rest.split_once(" granted") {
+                self.lease = id.to_string();
+            }
+        }
+        if !self.lease.is_empty() {
+            text = text.replace(&self.lease, "<lease>");
+        }
         text.lines()
             .map(|l| {
                 if l.starts_with('{') {
-                    normalise_body(l, self.base).trim_end().to_string()
+                    normalise_body(l, if api == "2" { self.base } else { 0 })
+                        .trim_end()
+                        .to_string()
+                } else if let Some((head, _)) = l.split_once(" took = ") {
+                    format!("{head} took = <time>")
+                } else if api == "3" {
+                    l.to_string()
                 } else if l.contains("Index: ") {
                     rebase_numbers(l, self.base)
                 } else if let (Some(a), true) = (l.rfind('['), l.ends_with(']')) {
+                    // Only indices are rebased: `[N]` after v2 errors.
                     format!("{}{}", &l[..a], rebase_numbers(&l[a..], self.base))
                 } else {
                     l.to_string()
@@ -257,8 +331,13 @@ impl<'a> Runner<'a> {
                 }
                 None
             }
-            "ETCDCTL2" => Some(self.etcdctl("2", rest)),
-            "ETCDCTL3" => Some(self.etcdctl("3", rest)),
+            "ETCDCTL2" => Some(self.etcdctl("2", rest, None)),
+            "ETCDCTL3" => Some(self.etcdctl("3", rest, None)),
+            "ETCDCTL3FOR" => {
+                // `ETCDCTL3FOR <ms> <args>`: a command that runs until stopped (watch).
+                let (ms, args) = rest.split_once(' ').unwrap();
+                Some(self.etcdctl("3", args, Some(ms.parse().unwrap())))
+            }
             "SHAPE" => {
                 let (method, path) = rest.split_once(' ').unwrap();
                 let raw = http(method, &format!("{}{}", self.server.url, path.trim()), None);

@@ -1,0 +1,125 @@
+//! The Cluster and Maintenance services (single member: the member list is this member).
+
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::pb::etcdserverpb as pb;
+use crate::core::Core;
+use crate::member::Member;
+use crate::v2::misc::SERVER_VERSION;
+
+pub struct Cluster {
+    pub core: Arc<Core>,
+    pub member: Arc<Member>,
+    pub data_dir: PathBuf,
+}
+
+impl Cluster {
+    fn header(&self) -> pb::ResponseHeader {
+        let rev = self.core.lock().state.v3.revision();
+        (self.core.header)(rev)
+    }
+
+    fn member_pb(&self) -> pb::Member {
+        pb::Member {
+            id: self.member.id,
+            name: self.member.name.clone(),
+            peer_ur_ls: self.member.peer_urls.clone(),
+            client_ur_ls: self.member.client_urls.clone(),
+            is_learner: false,
+        }
+    }
+
+    fn db_size(&self) -> i64 {
+        std::fs::metadata(self.data_dir.join("member/store.redb")).map_or(0, |m| m.len() as i64)
+    }
+
+    fn kv_hash(&self) -> u32 {
+        let inner = self.core.lock();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_vec(&inner.state.v3)
+            .unwrap_or_default()
+            .hash(&mut h);
+        h.finish() as u32
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for Arc<Cluster> {
+    async fn member_list(
+        &self,
+        _: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        Ok(Response::new(pb::MemberListResponse {
+            header: Some(self.header()),
+            members: vec![self.member_pb()],
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::maintenance_server::Maintenance for Arc<Cluster> {
+    async fn alarm(
+        &self,
+        _: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
+        Ok(Response::new(pb::AlarmResponse {
+            header: Some(self.header()),
+            alarms: Vec::new(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let applied = self.core.lock().applied;
+        let size = self.db_size();
+        Ok(Response::new(pb::StatusResponse {
+            header: Some(self.header()),
+            version: SERVER_VERSION.into(),
+            db_size: size,
+            leader: self.member.id,
+            raft_index: applied,
+            raft_term: crate::v2::TERM,
+            raft_applied_index: applied,
+            errors: Vec::new(),
+            db_size_in_use: size,
+            is_learner: false,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        Ok(Response::new(pb::DefragmentResponse {
+            header: Some(self.header()),
+        }))
+    }
+
+    async fn hash(
+        &self,
+        _: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
+        Ok(Response::new(pb::HashResponse {
+            header: Some(self.header()),
+            hash: self.kv_hash(),
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        _: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        let compact = self.core.lock().state.v3.compact_revision();
+        Ok(Response::new(pb::HashKvResponse {
+            header: Some(self.header()),
+            hash: self.kv_hash(),
+            compact_revision: compact,
+        }))
+    }
+}

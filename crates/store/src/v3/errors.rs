@@ -1,0 +1,39 @@
+//! etcd's v3 errors as gRPC statuses (codes and messages as etcd's `rpctypes`).
+
+use tonic::{Code, Status};
+
+use crate::state::mvcc::V3Error;
+
+pub fn status(e: V3Error) -> Status {
+    let code = match e {
+        V3Error::Compacted | V3Error::FutureRev | V3Error::LeaseTtlTooLarge => Code::OutOfRange,
+        V3Error::LeaseNotFound => Code::NotFound,
+        V3Error::LeaseExist => Code::FailedPrecondition,
+        V3Error::KeyNotFound => Code::InvalidArgument,
+    };
+    Status::new(code, e.to_string())
+}
+
+pub fn empty_key() -> Status {
+    Status::invalid_argument("etcdserver: key is not provided")
+}
+
+pub fn too_many_ops() -> Status {
+    Status::invalid_argument("etcdserver: too many operations in txn request")
+}
+
+pub fn duplicate_key() -> Status {
+    Status::invalid_argument("etcdserver: duplicate key given in txn request")
+}
+
+pub fn value_provided() -> Status {
+    Status::invalid_argument("etcdserver: value is provided")
+}
+
+pub fn lease_provided() -> Status {
+    Status::invalid_argument("etcdserver: lease is provided")
+}
+
+pub fn stopped() -> Status {
+    Status::unavailable("etcdserver: server stopped")
+}
