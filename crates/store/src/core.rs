@@ -191,9 +191,12 @@ impl Core {
             }
             if since_snapshot >= snapshot_count {
                 let index = inner.applied;
-                let bytes = serde_json::to_vec(&inner.state).expect("state always serialises");
+                let bytes = serde_json::to_vec(&inner.state);
                 drop(inner);
-                match wal.snapshot(index, &bytes) {
+                let r = bytes
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| wal.snapshot(index, &b).map_err(|e| e.to_string()));
+                match r {
                     Ok(()) => since_snapshot = 0,
                     Err(e) => tracing::warn!(error = %e, "snapshot failed; the log keeps growing"),
                 }

@@ -95,6 +95,7 @@ fn snapshots_compact_the_log_and_restart_from_them() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        let child = KillOnDrop(child);
         for _ in 0..200 {
             if client().get(format!("{url}/version")).send().is_ok() {
                 break;
@@ -103,17 +104,40 @@ fn snapshots_compact_the_log_and_restart_from_them() {
         }
         child
     };
-    let mut child = start();
+    let child = start();
     let c = client();
+    let etcdctl3 = |args: &[&str]| {
+        let out = Command::new(common::require_tool("etcdctl", "etcd-client"))
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &url])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
     for i in 0..35 {
         c.put(format!("{url}/v2/keys/s{i}"))
             .form(&[("value", "x")])
             .send()
             .unwrap();
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut child = start();
+    // v3 keys go into the same log and the same snapshots.
+    for i in 0..12 {
+        etcdctl3(&["put", &format!("v3/{i}"), &format!("value {i}")]);
+    }
+    drop(child);
+    let child = start();
+    let keys = etcdctl3(&["get", "v3/", "--prefix", "--keys-only"]);
+    assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 12, "{keys}");
+    assert_eq!(
+        etcdctl3(&["get", "v3/11", "--print-value-only"]),
+        "value 11\n"
+    );
     let r: serde_json::Value = c
         .get(format!("{url}/v2/keys/"))
         .send()
@@ -127,8 +151,19 @@ fn snapshots_compact_the_log_and_restart_from_them() {
         .send()
         .unwrap();
     assert_eq!(r.headers()["x-etcd-index"], "36");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let put = etcdctl3(&["put", "v3/after", "x", "-w", "json"]);
+    assert!(put.contains("\"revision\":14"), "{put}");
+    drop(child);
+}
+
+/// Kills the server even when an assertion fails, so no orphan keeps the test's pipes open.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]

@@ -84,6 +84,24 @@ pub struct Lease {
     pub keys: BTreeSet<Vec<u8>>,
 }
 
+/// JSON maps need string keys; keys are bytes, and each `Kv` carries its key anyway.
+mod kvs_as_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Kv;
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<Vec<u8>, Kv>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Vec<u8>, Kv>, D::Error> {
+        let v = Vec::<Kv>::deserialize(d)?;
+        Ok(v.into_iter().map(|kv| (kv.key.clone(), kv)).collect())
+    }
+}
+
 /// `[key, end)` with etcd's conventions: empty end = just `key`, `\0` end = everything from `key`.
 pub fn in_range(k: &[u8], key: &[u8], end: &[u8]) -> bool {
     if end.is_empty() {
@@ -99,6 +117,7 @@ pub fn in_range(k: &[u8], key: &[u8], end: &[u8]) -> bool {
 pub struct Mvcc {
     rev: i64,
     compact_rev: i64,
+    #[serde(with = "kvs_as_list")]
     kvs: BTreeMap<Vec<u8>, Kv>,
     history: VecDeque<(i64, Vec<Change>)>,
     leases: BTreeMap<i64, Lease>,
@@ -561,3 +580,6 @@ fn kv_field(kv: &Kv, t: pb::compare::CompareTarget) -> i64 {
         T::Value => 0,
     }
 }
+
+#[cfg(test)]
+mod tests;
