@@ -1,6 +1,7 @@
 //! A disk (image file or block device) holding USR-A/USR-B: the GPT through `gptman` (which keeps
 //! CoreOS's partition numbers with their gaps) and grubenv on the FAT ESP through `fatfs`, so no
-//! mount is needed. State changes happen in memory; [`Disk::write`] writes them once.
+//! mount is needed. State changes happen in memory; [`Disk::write`] writes them once: the GPT
+//! first (the source of truth), then the grubenv mirror, then reads both back.
 
 use crate::grubenv::{self, GrubEnv};
 use crate::{grubenv_set_slot, grubenv_slot, Slot, SlotState};
@@ -64,6 +65,8 @@ pub struct Disk {
     file: File,
     gpt: gptman::GPT,
     writable: bool,
+    /// Slots whose GRUB-spent tries were folded in at open, with their GPT state before that.
+    unwritten_grub_tries: Vec<(Slot, SlotState)>,
 }
 
 impl Disk {
@@ -81,12 +84,18 @@ impl Disk {
             path: path.into(),
             source,
         })?;
-        Ok(Disk {
+        let mut disk = Disk {
             path: path.into(),
             file,
             gpt,
             writable,
-        })
+            unwritten_grub_tries: Vec::new(),
+        };
+        // A missing or broken grubenv leaves nothing to fold; `write` reports it.
+        if let Ok(env) = disk.read_grubenv() {
+            disk.fold_grub_tries(&env)?;
+        }
+        Ok(disk)
     }
 
     pub fn path(&self) -> &Path {
@@ -120,7 +129,8 @@ impl Disk {
             })
     }
 
-    /// The slot's state from its GPT attribute bits (the source of truth).
+    /// The slot's state from its GPT attribute bits (the source of truth), less the tries GRUB
+    /// has spent since the last write (recorded only in grubenv), plus changes made in memory.
     pub fn slot(&self, s: Slot) -> Result<SlotState, Error> {
         Ok(SlotState::from_attributes(
             self.gpt[self.number(s.label())?].attribute_bits,
@@ -134,14 +144,17 @@ impl Disk {
         Ok(())
     }
 
-    /// GRUB decrements tries in grubenv only (it cannot write the GPT). Folds those spent tries
-    /// back into the GPT bits, in memory.
-    pub fn fold_grub_tries(&mut self) -> Result<(), Error> {
-        let env = self.read_grubenv()?;
+    /// GRUB decrements tries in grubenv only (it cannot write the GPT), so since the last
+    /// [`Disk::write`] the grubenv mirror can hold fewer tries than the GPT bits of a slot that is
+    /// not successful. Those tries are spent: take them into the in-memory GPT state, so that
+    /// [`Disk::slot`] is what GRUB will act on and no write gives a spent try back.
+    fn fold_grub_tries(&mut self, env: &GrubEnv) -> Result<(), Error> {
         for s in Slot::ALL {
-            let gpt = self.slot(s)?;
-            if let Some(seen) = grubenv_slot(&env, s) {
+            // A disk without this slot has nothing to fold; asking for the slot reports it.
+            let Ok(gpt) = self.slot(s) else { continue };
+            if let Some(seen) = grubenv_slot(env, s) {
                 if !gpt.successful && seen.tries < gpt.tries {
+                    self.unwritten_grub_tries.push((s, gpt));
                     self.set_slot(
                         s,
                         SlotState {
@@ -153,6 +166,34 @@ impl Disk {
             }
         }
         Ok(())
+    }
+
+    /// Slots for which GRUB has spent tries that the GPT does not show yet, each with its state in
+    /// the GPT; [`Disk::slot`] already counts them, the next [`Disk::write`] stores them.
+    pub fn unwritten_grub_tries(&self) -> &[(Slot, SlotState)] {
+        &self.unwritten_grub_tries
+    }
+
+    /// In memory: after a healthy boot of `s`, successful, no tries needed (priority kept).
+    pub fn mark_successful(&mut self, s: Slot) -> Result<(), Error> {
+        self.set_slot(s, crate::mark_successful(self.slot(s)?))
+    }
+
+    /// In memory: `s` must never boot again.
+    pub fn mark_failed(&mut self, s: Slot) -> Result<(), Error> {
+        self.set_slot(s, crate::mark_failed(self.slot(s)?))
+    }
+
+    /// In memory: clear `target` before an update writes into it.
+    pub fn prepare_update(&mut self, target: Slot) -> Result<(), Error> {
+        self.set_slot(target, crate::prepare_update(self.slot(target)?))
+    }
+
+    /// In memory: try `target` once on the next boot, ahead of the other slot.
+    pub fn activate(&mut self, target: Slot) -> Result<(), Error> {
+        let (t, o) = crate::activate(self.slot(target.other())?);
+        self.set_slot(target, t)?;
+        self.set_slot(target.other(), o)
     }
 
     /// Writes the GPT (primary and backup), mirrors both slots into grubenv, syncs, and reads
@@ -182,6 +223,7 @@ impl Disk {
             .sync_all()
             .map_err(|source| self.io("syncing", source))?;
 
+        self.unwritten_grub_tries.clear();
         let again = Disk::open(&self.path, false)?;
         let env = again.read_grubenv()?;
         for (s, st) in wrote {

@@ -121,8 +121,13 @@ pub fn mark_successful(s: SlotState) -> SlotState {
     }
 }
 
-/// A slot that must not boot (failed, or about to be overwritten by an update).
+/// A slot that must not boot again (it failed).
 pub fn mark_failed(_: SlotState) -> SlotState {
+    SlotState::default()
+}
+
+/// Before an update writes into the slot: nothing may boot it while it is half written.
+pub fn prepare_update(_: SlotState) -> SlotState {
     SlotState::default()
 }
 

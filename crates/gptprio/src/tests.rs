@@ -1,3 +1,6 @@
+//! The boot rule, the update transitions and the grubenv format. Disk-level tests (GPT + FAT ESP
+//! on a sparse image, sgdisk as the peer) are in `tests/disk.rs`; the CLI in `tests/cli.rs`.
+
 use super::*;
 use proptest::prelude::*;
 use std::process::Command;
@@ -10,6 +13,10 @@ fn st(priority: u8, tries: u8, successful: bool) -> SlotState {
     }
 }
 
+fn any_state() -> impl Strategy<Value = SlotState> {
+    (0u8..16, 0u8..16, any::<bool>()).prop_map(|(p, t, s)| st(p, t, s))
+}
+
 #[test]
 fn bits_are_chromeos_positions() {
     let s = st(2, 1, true);
@@ -18,26 +25,74 @@ fn bits_are_chromeos_positions() {
         SlotState::from_attributes(0x0102_0000_0000_0000),
         st(2, 0, true)
     );
+    // The highest values fill exactly bits 48..=56.
+    assert_eq!(st(15, 15, true).apply_to(0), 0x01ff_0000_0000_0000);
 }
 
 #[test]
-fn successful_slot_boots_without_tries() {
+fn slot_names() {
+    for (name, slot) in [
+        ("A", Slot::A),
+        ("a", Slot::A),
+        ("USR-A", Slot::A),
+        ("usr-b", Slot::B),
+        ("B", Slot::B),
+    ] {
+        assert_eq!(Slot::from_name(name), Some(slot), "{name}");
+    }
+    assert_eq!(Slot::from_name("C"), None);
+    assert_eq!(Slot::from_name("USR-AB"), None);
+    assert_eq!(Slot::A.other(), Slot::B);
+    assert_eq!((Slot::B.label(), Slot::B.env_prefix()), ("USR-B", "usr_b"));
+}
+
+// One test per clause of the rule GRUB implements in image/grub.cfg.
+
+#[test]
+fn rule_successful_slot_boots_without_tries_or_priority() {
     assert!(st(1, 0, true).bootable());
+    assert!(st(0, 0, true).bootable(), "successful alone is enough");
     assert_eq!(choose_next(st(1, 0, true), st(0, 0, false)), Some(Slot::A));
+    assert_eq!(choose_next(st(0, 0, false), st(0, 0, true)), Some(Slot::B));
 }
 
 #[test]
-fn untried_slot_needs_priority_and_tries() {
+fn rule_untried_slot_needs_priority_and_tries() {
     assert!(st(2, 1, false).bootable());
     assert!(!st(2, 0, false).bootable(), "tries used up");
-    assert!(!st(0, 3, false).bootable(), "priority 0 never boots");
+    assert!(
+        !st(0, 3, false).bootable(),
+        "priority 0 never boots untried"
+    );
+    assert_eq!(choose_next(st(0, 3, false), st(1, 1, false)), Some(Slot::B));
 }
 
 #[test]
-fn higher_priority_wins_and_a_wins_ties() {
+fn rule_higher_priority_wins() {
     assert_eq!(choose_next(st(1, 0, true), st(2, 1, false)), Some(Slot::B));
     assert_eq!(choose_next(st(3, 0, true), st(2, 1, false)), Some(Slot::A));
+}
+
+#[test]
+fn rule_a_wins_ties() {
     assert_eq!(choose_next(st(2, 0, true), st(2, 0, true)), Some(Slot::A));
+    assert_eq!(choose_next(st(2, 1, false), st(2, 0, true)), Some(Slot::A));
+}
+
+#[test]
+fn rule_unbootable_slot_loses_whatever_its_priority() {
+    assert_eq!(choose_next(st(1, 0, true), st(15, 0, false)), Some(Slot::A));
+    assert_eq!(
+        choose_next(st(15, 0, false), st(1, 1, false)),
+        Some(Slot::B)
+    );
+}
+
+#[test]
+fn rule_no_bootable_slot() {
+    assert_eq!(choose_next(st(0, 0, false), st(0, 0, false)), None);
+    assert_eq!(choose_next(st(1, 0, false), st(5, 0, false)), None);
+    assert_eq!(choose_next(st(0, 9, false), st(0, 1, false)), None);
 }
 
 #[test]
@@ -47,229 +102,187 @@ fn spent_update_falls_back() {
 }
 
 #[test]
-fn no_bootable_slot() {
-    assert_eq!(choose_next(st(0, 0, false), st(0, 0, false)), None);
-    assert_eq!(choose_next(st(1, 0, false), st(5, 0, false)), None);
-}
-
-#[test]
-fn update_transitions() {
-    let a = st(1, 0, true);
-    let b = mark_failed(st(1, 0, true));
-    assert_eq!(b, SlotState::default());
-    let (b, a) = activate(a);
-    assert_eq!((b, a), (st(2, 1, false), st(1, 0, true)));
-    assert_eq!(choose_next(a, b), Some(Slot::B));
-    let b = mark_successful(b);
-    assert_eq!(b, st(2, 0, true));
+fn transitions() {
+    assert_eq!(mark_successful(st(2, 1, false)), st(2, 0, true));
+    assert_eq!(mark_successful(st(0, 3, false)), st(0, 0, true));
+    assert_eq!(mark_failed(st(3, 2, true)), SlotState::default());
+    assert_eq!(prepare_update(st(3, 0, true)), SlotState::default());
+    assert_eq!(activate(st(1, 0, true)), (st(2, 1, false), st(1, 0, true)));
+    assert_eq!(
+        activate(st(0, 0, false)),
+        (st(1, 1, false), st(0, 0, false))
+    );
     // At the top of the range the other slot makes room.
-    let (t, o) = activate(st(15, 0, true));
-    assert_eq!((t.priority, o.priority), (15, 14));
+    assert_eq!(
+        activate(st(15, 0, true)),
+        (st(15, 1, false), st(14, 0, true))
+    );
 }
 
 #[test]
-fn grubenv_round_trip_and_limits() {
+fn full_update_cycle() {
+    // Fresh image: A good, B empty.
+    let (a, b) = (st(1, 0, true), SlotState::default());
+    let b = prepare_update(b);
+    assert_eq!(
+        choose_next(a, b),
+        Some(Slot::A),
+        "half-written B never boots"
+    );
+    let (b, a) = activate(a);
+    assert_eq!(choose_next(a, b), Some(Slot::B), "B is tried once");
+    // GRUB takes B's try; a healthy boot marks it good, and B stays the choice.
+    let b = mark_successful(SlotState { tries: 0, ..b });
+    assert_eq!(choose_next(a, b), Some(Slot::B));
+    // The next update goes the other way.
+    let (a, b) = activate(b);
+    assert_eq!((a, b), (st(3, 1, false), st(2, 0, true)));
+    assert_eq!(choose_next(a, b), Some(Slot::A));
+}
+
+#[test]
+fn grubenv_slot_round_trip_and_limits() {
     let mut env = grubenv::GrubEnv::new();
     grubenv_set_slot(&mut env, Slot::A, st(1, 0, true));
     grubenv_set_slot(&mut env, Slot::B, st(2, 1, false));
     let bytes = env.to_bytes().unwrap();
     assert_eq!(bytes.len(), 1024);
-    assert!(bytes.starts_with(b"# GRUB Environment Block\nusr_a_priority=1\n"));
+    assert!(bytes.starts_with(
+        b"# GRUB Environment Block\nusr_a_priority=1\nusr_a_tries=0\nusr_a_successful=1\n"
+    ));
+    assert!(bytes.ends_with(b"###"));
     let back = grubenv::GrubEnv::parse(&bytes).unwrap();
+    assert_eq!(grubenv_slot(&back, Slot::A), Some(st(1, 0, true)));
     assert_eq!(grubenv_slot(&back, Slot::B), Some(st(2, 1, false)));
     assert_eq!(
         grubenv::GrubEnv::parse(&bytes[..1000]),
         Err(grubenv::Error::Size(1000))
+    );
+    assert_eq!(
+        grubenv::GrubEnv::parse(&[b'#'; 1024]),
+        Err(grubenv::Error::Header)
     );
     let mut big = grubenv::GrubEnv::new();
     big.set("x", &"y".repeat(1100));
     assert!(matches!(big.to_bytes(), Err(grubenv::Error::Full(_))));
 }
 
+#[test]
+fn grubenv_slot_rejects_bad_values() {
+    let mut env = grubenv::GrubEnv::new();
+    assert_eq!(grubenv_slot(&env, Slot::A), None, "unset");
+    grubenv_set_slot(&mut env, Slot::A, st(1, 0, true));
+    env.set("usr_a_tries", "16");
+    assert_eq!(grubenv_slot(&env, Slot::A), None, "out of range");
+    env.set("usr_a_tries", "0");
+    env.set("usr_a_successful", "yes");
+    assert_eq!(grubenv_slot(&env, Slot::A), None, "not 0/1");
+}
+
+/// Run a tool that ships with the Debian package named in `pkg`.
+fn tool(pkg: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{:?} (Debian package {pkg}): {e}", args[0]));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn grubenv_matches_grub_editenv() {
+    // GRUB's own tool is the peer: it reads what we write, and we read what it writes, escapes
+    // included.
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours");
+    let mut env = grubenv::GrubEnv::new();
+    grubenv_set_slot(&mut env, Slot::B, st(3, 1, false));
+    env.set("odd", "back\\slash\nnew line");
+    std::fs::write(&ours, env.to_bytes().unwrap()).unwrap();
+    let listed = tool(
+        "grub-common",
+        &["grub-editenv".as_ref(), ours.as_ref(), "list".as_ref()],
+    );
+    assert_eq!(
+        listed,
+        "usr_b_priority=3\nusr_b_tries=1\nusr_b_successful=0\nodd=back\\slash\nnew line\n"
+    );
+
+    let theirs = dir.path().join("theirs");
+    let e = theirs.as_os_str();
+    tool(
+        "grub-common",
+        &["grub-editenv".as_ref(), e, "create".as_ref()],
+    );
+    for kv in [
+        "usr_a_priority=2",
+        "usr_a_tries=0",
+        "usr_a_successful=1",
+        "odd=x\\y\nz",
+    ] {
+        tool(
+            "grub-common",
+            &["grub-editenv".as_ref(), e, "set".as_ref(), kv.as_ref()],
+        );
+    }
+    let env = grubenv::GrubEnv::parse(&std::fs::read(&theirs).unwrap()).unwrap();
+    assert_eq!(grubenv_slot(&env, Slot::A), Some(st(2, 0, true)));
+    assert_eq!(env.get("odd"), Some("x\\y\nz"));
+    assert_eq!(env.iter().count(), 4, "grub-editenv's warning is a comment");
+}
+
 proptest! {
     #[test]
-    fn attributes_round_trip_and_keep_other_bits(p in 0u8..16, t in 0u8..16, s: bool, other: u64) {
-        let state = st(p, t, s);
+    fn attributes_round_trip_and_keep_other_bits(state in any_state(), other: u64) {
         let attrs = state.apply_to(other);
         prop_assert_eq!(SlotState::from_attributes(attrs), state);
         prop_assert_eq!(attrs & !(0x1ffu64 << 48), other & !(0x1ffu64 << 48));
+        // Applying what was read back changes nothing.
+        prop_assert_eq!(SlotState::from_attributes(other).apply_to(other), other);
     }
 
     #[test]
-    fn chosen_slot_is_always_bootable(a in (0u8..16, 0u8..16, any::<bool>()), b in (0u8..16, 0u8..16, any::<bool>())) {
-        let (a, b) = (st(a.0, a.1, a.2), st(b.0, b.1, b.2));
+    fn chosen_slot_follows_the_rule(a in any_state(), b in any_state()) {
         match choose_next(a, b) {
-            Some(Slot::A) => prop_assert!(a.bootable()),
+            Some(Slot::A) => prop_assert!(a.bootable() && (!b.bootable() || a.priority >= b.priority)),
             Some(Slot::B) => prop_assert!(b.bootable() && (!a.bootable() || b.priority > a.priority)),
             None => prop_assert!(!a.bootable() && !b.bootable()),
         }
     }
-}
 
-/// A sparse disk with the CoreOS layout's relevant partitions and a real FAT ESP (mtools, as the
-/// image build makes it) carrying grubenv.
-fn test_disk(dir: &std::path::Path) -> std::path::PathBuf {
-    const MIB: u64 = 1 << 20;
-    let path = dir.join("disk.img");
-    let mut f = std::fs::File::create(&path).unwrap();
-    f.set_len(200 * MIB).unwrap();
-    let mut gpt = gptman::GPT::new_from(&mut f, 512, [7; 16]).unwrap();
-    let esp_type = uuid::Uuid::parse_str("c12a7328-f81f-11d2-ba4b-00a0c93ec93b").unwrap();
-    let usr_type = uuid::Uuid::parse_str(USR_TYPE_GUID).unwrap();
-    for (n, label, ty, start_mib, size_mib, attrs) in [
-        (1u32, "EFI-SYSTEM", esp_type, 1u64, 64u64, 0u64),
-        (3, "USR-A", usr_type, 65, 40, st(1, 0, true).apply_to(0)),
-        (4, "USR-B", usr_type, 105, 40, 0),
-        (9, "ROOT", esp_type, 145, 40, 0),
-    ] {
-        gpt[n] = gptman::GPTPartitionEntry {
-            partition_type_guid: ty.to_bytes_le(),
-            unique_partition_guid: uuid::Uuid::new_v4().to_bytes_le(),
-            starting_lba: start_mib * MIB / 512,
-            ending_lba: (start_mib + size_mib) * MIB / 512 - 1,
-            attribute_bits: attrs | (1 << 60),
-            partition_name: label.into(),
-        };
+    #[test]
+    fn activated_slot_boots_next(other in any_state(), t_is_a: bool) {
+        let (t, o) = activate(other);
+        let next = if t_is_a { choose_next(t, o) } else { choose_next(o, t) };
+        prop_assert_eq!(next, Some(if t_is_a { Slot::A } else { Slot::B }));
+        prop_assert_eq!((o.tries, o.successful), (other.tries, other.successful));
+        // Its one try spent without success, the other slot boots again if it could before.
+        let spent = SlotState { tries: 0, ..t };
+        let fallback = if t_is_a { choose_next(spent, o) } else { choose_next(o, spent) };
+        let other_slot = if t_is_a { Slot::B } else { Slot::A };
+        prop_assert_eq!(fallback, other.bootable().then_some(other_slot));
     }
-    gpt.write_into(&mut f).unwrap();
-    drop(f);
-    let esp = dir.join("esp.img");
-    std::fs::File::create(&esp)
-        .unwrap()
-        .set_len(64 * MIB)
-        .unwrap();
-    let mtools = |args: &[&str]| {
-        let out = Command::new(args[0])
-            .args(&args[1..])
-            .output()
-            .expect("mtools (Debian package mtools)");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let e = esp.to_str().unwrap();
-    mtools(&[
-        "mformat",
-        "-i",
-        e,
-        "-F",
-        "-v",
-        "EFI-SYSTEM",
-        "-T",
-        &(64 * MIB / 512).to_string(),
-        "::",
-    ]);
-    mtools(&["mmd", "-i", e, "::/ferrocore"]);
-    let mut env = grubenv::GrubEnv::new();
-    grubenv_set_slot(&mut env, Slot::A, st(1, 0, true));
-    grubenv_set_slot(&mut env, Slot::B, SlotState::default());
-    let envf = dir.join("grubenv");
-    std::fs::write(&envf, env.to_bytes().unwrap()).unwrap();
-    mtools(&[
-        "mcopy",
-        "-i",
-        e,
-        envf.to_str().unwrap(),
-        "::/ferrocore/grubenv",
-    ]);
-    let bytes = std::fs::read(&esp).unwrap();
-    use std::io::{Seek, SeekFrom, Write};
-    let mut d = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    d.seek(SeekFrom::Start(MIB)).unwrap();
-    d.write_all(&bytes).unwrap();
-    path
-}
 
-#[test]
-fn disk_write_updates_gpt_and_grubenv_together() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = test_disk(dir.path());
-    let mut disk = Disk::open(&path, true).unwrap();
-    assert_eq!(disk.slot(Slot::A).unwrap(), st(1, 0, true));
-    let (b, a) = activate(disk.slot(Slot::A).unwrap());
-    disk.set_slot(Slot::B, b).unwrap();
-    disk.set_slot(Slot::A, a).unwrap();
-    disk.write().unwrap();
+    #[test]
+    fn failed_or_prepared_slot_never_boots(s in any_state()) {
+        prop_assert!(!mark_failed(s).bootable());
+        prop_assert!(!prepare_update(s).bootable());
+        prop_assert!(mark_successful(s).bootable());
+        prop_assert_eq!(mark_successful(s).priority, s.priority);
+    }
 
-    let disk = Disk::open(&path, false).unwrap();
-    assert_eq!(disk.slot(Slot::B).unwrap(), st(2, 1, false));
-    assert_eq!(
-        grubenv_slot(&disk.read_grubenv().unwrap(), Slot::B),
-        Some(st(2, 1, false))
-    );
-    // Numbers kept (gaps included) and unrelated attribute bits untouched.
-    let numbers: Vec<u32> = disk.partitions().iter().map(|p| p.number).collect();
-    assert_eq!(numbers, vec![1, 3, 4, 9]);
-    assert!(disk
-        .partitions()
-        .iter()
-        .all(|p| p.attributes & (1 << 60) != 0));
-
-    // sgdisk, the peer, reads the same bits.
-    let out = Command::new("sgdisk")
-        .args(["-i", "4"])
-        .arg(&path)
-        .output()
-        .expect("sgdisk (gdisk)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Attribute flags: 1012000000000000"), "{text}");
-    assert!(text.contains("Partition name: 'USR-B'"), "{text}");
-}
-
-#[test]
-fn grub_spent_tries_fold_into_gpt() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = test_disk(dir.path());
-    let mut disk = Disk::open(&path, true).unwrap();
-    disk.set_slot(Slot::B, st(2, 1, false)).unwrap();
-    disk.write().unwrap();
-    // GRUB boots B once: only grubenv says so.
-    let mut env = disk.read_grubenv().unwrap();
-    env.set("usr_b_tries", "0");
-    let bytes = env.to_bytes().unwrap();
-    let e = dir.path().join("env2");
-    std::fs::write(&e, bytes).unwrap();
-    let target = format!("{}@@{}", path.display(), 1u64 << 20);
-    let out = Command::new("mcopy")
-        .args(["-o", "-i", &target])
-        .arg(&e)
-        .arg("::/ferrocore/grubenv")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let mut disk = Disk::open(&path, true).unwrap();
-    disk.fold_grub_tries().unwrap();
-    disk.set_slot(Slot::A, mark_successful(disk.slot(Slot::A).unwrap()))
-        .unwrap();
-    disk.write().unwrap();
-    let disk = Disk::open(&path, false).unwrap();
-    assert_eq!(disk.slot(Slot::B).unwrap(), st(2, 0, false));
-    assert_eq!(
-        choose_next(disk.slot(Slot::A).unwrap(), disk.slot(Slot::B).unwrap()),
-        Some(Slot::A)
-    );
-}
-
-#[test]
-fn missing_partition_and_read_only_are_clear_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = test_disk(dir.path());
-    let mut disk = Disk::open(&path, false).unwrap();
-    disk.set_slot(Slot::B, st(1, 1, false)).unwrap();
-    let err = disk.write().unwrap_err().to_string();
-    assert!(err.contains("read-only"), "{err}");
-    let blank = dir.path().join("blank.img");
-    std::fs::File::create(&blank)
-        .unwrap()
-        .set_len(1 << 20)
-        .unwrap();
-    let err = Disk::open(&blank, false).err().expect("no GPT").to_string();
-    assert!(err.contains("no GPT"), "{err}");
+    #[test]
+    fn grubenv_round_trips(vars in proptest::collection::vec(("[a-z_]{1,12}", "[ -~\n\\\\]{0,20}"), 0..15)) {
+        let mut env = grubenv::GrubEnv::new();
+        for (k, v) in &vars {
+            env.set(k, v);
+        }
+        let bytes = env.to_bytes().unwrap();
+        prop_assert_eq!(bytes.len(), 1024);
+        prop_assert_eq!(grubenv::GrubEnv::parse(&bytes).unwrap(), env);
+    }
 }

@@ -26,8 +26,8 @@ enum Cmd {
     Next,
     /// Set slot bits.
     Set {
-        #[arg(long)]
-        slot: String,
+        #[arg(long, value_parser = parse_slot)]
+        slot: Slot,
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=15))]
         priority: Option<u8>,
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=15))]
@@ -35,30 +35,30 @@ enum Cmd {
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
         successful: Option<u8>,
     },
-    /// After a healthy boot: mark the slot good (default: the booted one), folding GRUB's spent tries into the GPT.
+    /// After a healthy boot: mark the slot good (default: the booted one, from ferrocore.slot=).
     MarkSuccessful {
-        #[arg(long)]
-        slot: Option<String>,
+        #[arg(long, value_parser = parse_slot)]
+        slot: Option<Slot>,
     },
     /// Never boot this slot.
     MarkFailed {
-        #[arg(long)]
-        slot: String,
+        #[arg(long, value_parser = parse_slot)]
+        slot: Slot,
     },
     /// Before writing an update into the slot: make it unbootable.
     PrepareUpdate {
-        #[arg(long)]
-        slot: String,
+        #[arg(long, value_parser = parse_slot)]
+        slot: Slot,
     },
     /// After writing an update: try the slot once, ahead of the other.
     Activate {
-        #[arg(long)]
-        slot: String,
+        #[arg(long, value_parser = parse_slot)]
+        slot: Slot,
     },
 }
 
-fn slot_arg(name: &str) -> Result<Slot> {
-    Slot::from_name(name).with_context(|| format!("no slot {name:?}: use A or B"))
+fn parse_slot(name: &str) -> Result<Slot, String> {
+    Slot::from_name(name).ok_or_else(|| format!("no slot {name:?}: use A or B (or USR-A, USR-B)"))
 }
 
 /// The slot the running system booted, from `ferrocore.slot=` on the kernel command line.
@@ -87,50 +87,76 @@ fn default_disk() -> Result<PathBuf> {
     bail!("no partition labelled USR-A on this machine: name the disk with --disk")
 }
 
+/// A short name for the partition types of the CoreOS layout.
+fn type_name(guid: &uuid::Uuid) -> String {
+    match guid.to_string().as_str() {
+        "c12a7328-f81f-11d2-ba4b-00a0c93ec93b" => "efi".into(),
+        "21686148-6449-6e6f-744e-656564454649" => "bios-boot".into(),
+        gptprio::USR_TYPE_GUID => "coreos-usr".into(),
+        "3884dd41-8582-4404-b9a8-e9b84f2df50e" => "coreos-resize".into(),
+        "c95dc21a-df0e-4340-8d7b-26cbfa9a03e0" => "coreos-reserved".into(),
+        "0fc63daf-8483-4772-8e79-3d69d8477de4" => "linux-data".into(),
+        other => other.into(),
+    }
+}
+
+fn state_text(st: SlotState) -> String {
+    format!(
+        "priority={} tries={} successful={}",
+        st.priority,
+        st.tries,
+        u8::from(st.successful)
+    )
+}
+
+/// Like `cgpt show`: every partition, the slot bits as they are in the GPT, what GRUB's mirror
+/// says, and which slot boots next.
 fn show(disk: &Disk) -> Result<()> {
     println!(
-        "{:>5} {:>10} {:>10}  {:<11} attributes",
-        "part", "start", "size", "label"
+        "{:>4} {:>10} {:>10} {:>9}  {:<11} {:<15} attributes",
+        "part", "start", "sectors", "size", "label", "type"
     );
     for p in disk.partitions() {
-        let mut attrs = String::new();
+        let sectors = p.last_lba - p.first_lba + 1;
+        let mut attrs = format!("{:#018x}", p.attributes);
         if Slot::from_name(&p.label).is_some() {
-            let st = SlotState::from_attributes(p.attributes);
             attrs = format!(
-                "priority={} tries={} successful={}",
-                st.priority,
-                st.tries,
-                u8::from(st.successful)
+                "{} ({attrs})",
+                state_text(SlotState::from_attributes(p.attributes))
             );
         }
         println!(
-            "{:>5} {:>10} {:>10}  {:<11} {attrs}",
+            "{:>4} {:>10} {:>10} {:>8}M  {:<11} {:<15} {attrs}",
             p.number,
             p.first_lba,
-            p.last_lba - p.first_lba + 1,
-            p.label
+            sectors,
+            sectors * 512 / (1 << 20),
+            p.label,
+            type_name(&p.type_guid)
         );
-    }
-    let (a, b) = (disk.slot(Slot::A)?, disk.slot(Slot::B)?);
-    match choose_next(a, b) {
-        Some(s) => println!("next boot: {s}"),
-        None => println!("next boot: none (no bootable USR slot)"),
     }
     match disk.read_grubenv() {
         Ok(env) => {
             for s in Slot::ALL {
                 match gptprio::grubenv_slot(&env, s) {
-                    Some(st) => println!(
-                        "grubenv {s}: priority={} tries={} successful={}",
-                        st.priority,
-                        st.tries,
-                        u8::from(st.successful)
-                    ),
+                    Some(st) => println!("grubenv {s}: {}", state_text(st)),
                     None => println!("grubenv {s}: not set"),
                 }
             }
         }
         Err(e) => println!("grubenv: {e}"),
+    }
+    let (a, b) = (disk.slot(Slot::A)?, disk.slot(Slot::B)?);
+    for &(s, gpt) in disk.unwritten_grub_tries() {
+        println!(
+            "{s}: GRUB has spent tries since the last write: the GPT says tries={}, grubenv tries={} (the next write stores that)",
+            gpt.tries,
+            disk.slot(s)?.tries
+        );
+    }
+    match choose_next(a, b) {
+        Some(s) => println!("next boot: {s}"),
+        None => println!("next boot: none (no bootable USR slot)"),
     }
     Ok(())
 }
@@ -158,33 +184,22 @@ fn main() -> Result<()> {
             tries,
             successful,
         } => {
-            let s = slot_arg(&slot)?;
-            let mut st = disk.slot(s)?;
+            let mut st = disk.slot(slot)?;
             st.priority = priority.unwrap_or(st.priority);
             st.tries = tries.unwrap_or(st.tries);
             st.successful = successful.map(|v| v == 1).unwrap_or(st.successful);
-            disk.set_slot(s, st)?;
+            disk.set_slot(slot, st)?;
         }
         Cmd::MarkSuccessful { slot } => {
-            let s = match slot {
-                Some(n) => slot_arg(&n)?,
+            let slot = match slot {
+                Some(s) => s,
                 None => booted_slot()?,
             };
-            disk.fold_grub_tries()?;
-            let st = disk.slot(s)?;
-            disk.set_slot(s, gptprio::mark_successful(st))?;
+            disk.mark_successful(slot)?;
         }
-        Cmd::MarkFailed { slot } | Cmd::PrepareUpdate { slot } => {
-            let s = slot_arg(&slot)?;
-            let st = disk.slot(s)?;
-            disk.set_slot(s, gptprio::mark_failed(st))?;
-        }
-        Cmd::Activate { slot } => {
-            let s = slot_arg(&slot)?;
-            let (target, other) = gptprio::activate(disk.slot(s.other())?);
-            disk.set_slot(s, target)?;
-            disk.set_slot(s.other(), other)?;
-        }
+        Cmd::MarkFailed { slot } => disk.mark_failed(slot)?,
+        Cmd::PrepareUpdate { slot } => disk.prepare_update(slot)?,
+        Cmd::Activate { slot } => disk.activate(slot)?,
     }
     disk.write()
         .with_context(|| format!("writing slot state to {}", path.display()))?;
