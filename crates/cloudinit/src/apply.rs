@@ -77,7 +77,8 @@ impl Target {
         }))
     }
 
-    /// Applies everything in order: accounts, the `core` user's keys, files, hostname, `coreos:`.
+    /// Applies everything in coreos-cloudinit's order: hostname, accounts, the `core` user's
+    /// keys, files (`write_files`, then those `coreos:` and `manage_etc_hosts` generate), units.
     /// Returns what was done, one line each, for the journal.
     pub fn apply(&self, cfg: &CloudConfig) -> Result<Vec<String>> {
         if self.live() {
@@ -102,6 +103,10 @@ impl Target {
         systemd: &dyn crate::units::Systemd,
     ) -> Result<Vec<String>> {
         let mut done = Vec::new();
+        if let Some(h) = &cfg.hostname {
+            self.hostname(h).context("hostname")?;
+            done.push(format!("hostname {h}"));
+        }
         for u in &cfg.users {
             self.user(u).with_context(|| format!("users: {}", u.name))?;
             done.push(format!("user {}", u.name));
@@ -119,14 +124,45 @@ impl Target {
                 .with_context(|| format!("write_files: {}", f.path))?;
             done.push(format!("wrote {}", f.path));
         }
-        if let Some(h) = &cfg.hostname {
-            self.hostname(h).context("hostname")?;
-            done.push(format!("hostname {h}"));
+        let mut generated = Vec::new();
+        if let Some(c) = &cfg.coreos {
+            generated.extend(crate::services::files(&self.root, c));
+        }
+        if cfg.manage_etc_hosts.as_deref() == Some("localhost") {
+            let name = match &cfg.hostname {
+                Some(h) => h.clone(),
+                None => self.current_hostname()?,
+            };
+            generated.push(("/etc/hosts".into(), format!("127.0.0.1 {name}\n")));
+        }
+        for (path, text) in generated {
+            crate::units::write(&self.root, &path, &text)?;
+            done.push(format!("wrote {path}"));
         }
         if let Some(c) = &cfg.coreos {
-            done.extend(crate::units::apply(&self.root, c, systemd).context("coreos")?);
+            let units: Vec<_> = c
+                .units
+                .iter()
+                .cloned()
+                .chain(crate::services::units(c))
+                .collect();
+            done.extend(
+                crate::units::process(&self.root, &units, systemd).context("coreos.units")?,
+            );
         }
         Ok(done)
+    }
+
+    fn current_hostname(&self) -> Result<String> {
+        let from = if self.live() {
+            PathBuf::from("/proc/sys/kernel/hostname")
+        } else {
+            self.path("/etc/hostname")
+        };
+        Ok(std::fs::read_to_string(&from)
+            .with_context(|| format!("reading the host name from {}", from.display()))?
+            .trim()
+            .to_string())
     }
 
     /// Writes `~user/.ssh/authorized_keys.d/coreos-cloudinit` and regenerates
@@ -180,11 +216,7 @@ impl Target {
         }
         let tmp = dest.with_extension("cloudinit-tmp");
         std::fs::write(&tmp, bytes)?;
-        let mode = f
-            .permissions
-            .as_ref()
-            .and_then(|p| p.mode())
-            .unwrap_or(0o644);
+        let mode = f.mode();
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
         if let Some(owner) = &f.owner {
             let (user, group) = owner.split_once(':').unwrap_or((owner, ""));
@@ -246,42 +278,58 @@ impl Target {
         Ok(())
     }
 
-    /// Creates or updates an account with the system's tools.
+    /// Creates an account with `useradd` and coreos-cloudinit's flags, or for an existing one
+    /// sets the password and adds the groups; then its ssh keys.
     pub fn user(&self, u: &User) -> Result<()> {
-        let root_args = |c: &mut Command| {
+        let tool = |name: &str| {
+            let mut c = Command::new(name);
             if !self.live() {
                 c.arg("--root").arg(&self.root);
             }
+            c
         };
         if self.account(&u.name)?.is_none() {
-            let mut c = Command::new("useradd");
-            root_args(&mut c);
-            c.arg("--create-home");
+            let mut c = tool("useradd");
+            c.args(["--password", u.passwd.as_deref().unwrap_or("*")]);
             if let Some(g) = &u.gecos {
                 c.args(["--comment", g]);
             }
             if let Some(h) = &u.homedir {
                 c.args(["--home-dir", h]);
             }
-            if let Some(s) = &u.shell {
-                c.args(["--shell", s]);
+            c.arg(if u.no_create_home {
+                "--no-create-home"
+            } else {
+                "--create-home"
+            });
+            if let Some(g) = &u.primary_group {
+                c.args(["--gid", g]);
+            }
+            if !u.groups.is_empty() {
+                c.args(["--groups", &u.groups.join(",")]);
+            }
+            if u.no_user_group {
+                c.arg("--no-user-group");
             }
             if u.system {
                 c.arg("--system");
             }
+            if u.no_log_init {
+                c.arg("--no-log-init");
+            }
+            if let Some(s) = &u.shell {
+                c.args(["--shell", s]);
+            }
             run(c.arg(&u.name))?;
-        }
-        if !u.groups.is_empty() {
-            let mut c = Command::new("usermod");
-            root_args(&mut c);
-            run(c
-                .args(["--append", "--groups", &u.groups.join(",")])
-                .arg(&u.name))?;
-        }
-        if let Some(p) = &u.passwd {
-            let mut c = Command::new("usermod");
-            root_args(&mut c);
-            run(c.args(["--password", p]).arg(&u.name))?;
+        } else {
+            if let Some(p) = &u.passwd {
+                run(tool("usermod").args(["--password", p]).arg(&u.name))?;
+            }
+            if !u.groups.is_empty() {
+                run(tool("usermod")
+                    .args(["--append", "--groups", &u.groups.join(",")])
+                    .arg(&u.name))?;
+            }
         }
         if !u.ssh_authorized_keys.is_empty() {
             self.authorize_keys(&u.name, &u.ssh_authorized_keys)?;

@@ -8,10 +8,14 @@ pub mod coreos;
 pub mod datasource;
 pub mod failure;
 pub mod fetch;
+pub mod schema;
+pub mod services;
 #[cfg(test)]
 mod test_server;
 pub mod units;
 pub mod userdata;
+pub mod validate;
+pub mod yaml;
 
 pub use config::CloudConfig;
 pub use userdata::UserData;

@@ -102,33 +102,43 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(base) = cli.from_gce_metadata {
         sources.push(Box::new(datasource::Gce { base, retry }));
     }
-    if sources.len() != 1 {
-        bail!("name exactly one source: --from-file, --from-configdrive, --from-url, --from-proc-cmdline, --from-ec2-metadata or --from-gce-metadata");
+    if sources.is_empty() {
+        bail!("name a source: --from-file, --from-configdrive, --from-url, --from-proc-cmdline, --from-ec2-metadata or --from-gce-metadata");
     }
-    let source = sources.remove(0);
-    let Some(text) = source.user_data()? else {
-        eprintln!("coreos-cloudinit: {} has no user data", source.name());
+    // As coreos-cloudinit: the first source that has user data is used.
+    let mut found = None;
+    for source in &sources {
+        match source.user_data()? {
+            Some(text) => {
+                found = Some((source, text));
+                break;
+            }
+            None => eprintln!("coreos-cloudinit: {} has no user data", source.name()),
+        }
+    }
+    let Some((source, text)) = found else {
         return Ok(());
     };
     let metadata = source.metadata()?;
     let text = datasource::substitute(&text, &metadata);
-    let (data, report) = match UserData::parse(&text) {
-        Ok(r) => r,
-        Err(e) => bail!("{}: invalid user data, nothing applied: {e}", source.name()),
+    let data = match UserData::parse(&text) {
+        Ok((data, report)) => {
+            for w in &report.problems {
+                report_line(cli.validate, &source.name(), w);
+            }
+            data
+        }
+        Err(report) => {
+            for p in &report.problems {
+                report_line(cli.validate, &source.name(), p);
+            }
+            bail!(
+                "{}: {} error(s), nothing applied",
+                source.name(),
+                report.errors().count()
+            );
+        }
     };
-    for w in &report.warnings {
-        eprintln!("coreos-cloudinit: warning: {w}");
-    }
-    for e in &report.errors {
-        eprintln!("coreos-cloudinit: error: {e}");
-    }
-    if !report.errors.is_empty() {
-        bail!(
-            "{}: {} error(s), nothing applied",
-            source.name(),
-            report.errors.len()
-        );
-    }
     if cli.validate {
         eprintln!("coreos-cloudinit: {} is valid", source.name());
         return Ok(());
@@ -150,6 +160,15 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--validate` prints problems on stdout as coreos-cloudinit does; a run logs them to the journal.
+fn report_line(validate: bool, source: &str, p: &cloudinit::validate::Problem) {
+    if validate {
+        println!("{p}");
+    } else {
+        eprintln!("coreos-cloudinit: {source}: {p}");
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
-//! User data: a `#cloud-config` document, a `#!` script, or nothing. Parsing reports every
-//! problem with its line and column, and nothing is applied unless parsing succeeded.
+//! User data: a `#cloud-config` document, a `#!` script, or nothing. Parsing validates the whole
+//! document first and reports every problem with its line and column; a config with any error is
+//! never returned, so it cannot be partly applied.
 
 use crate::config::CloudConfig;
+use crate::validate::Report;
+use crate::yaml::Mark;
 
 #[derive(Debug, PartialEq)]
 pub enum UserData {
@@ -10,54 +13,66 @@ pub enum UserData {
     Empty,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum Error {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("user data is neither a #cloud-config document nor a #! script")]
-    Unknown,
-}
-
-/// What `--validate` shows: errors and warnings.
-#[derive(Debug, Default, PartialEq)]
-pub struct Report {
-    pub errors: Vec<String>,
-    pub warnings: Vec<String>,
-}
+const TOP: Mark = Mark { line: 1, column: 1 };
 
 impl UserData {
-    pub fn parse(text: &str) -> Result<(UserData, Report), Error> {
+    /// The user data and its warnings, or every problem found when there is any error.
+    pub fn parse(text: &str) -> Result<(UserData, Report), Report> {
+        let mut report = Report::default();
         let trimmed = text.trim_start();
         if trimmed.is_empty() {
-            return Ok((UserData::Empty, Report::default()));
+            return Ok((UserData::Empty, report));
         }
         if trimmed.starts_with("#!") {
-            return Ok((UserData::Script(text.to_string()), Report::default()));
+            return Ok((UserData::Script(text.to_string()), report));
         }
-        if !trimmed.starts_with("#cloud-config") {
-            return Err(Error::Unknown);
+        let header = trimmed.lines().next().unwrap_or("").trim_end();
+        if header != "#cloud-config" {
+            report.error(TOP, "user data must start with \"#cloud-config\" or \"#!\"");
+            return Err(report);
         }
-        let config: CloudConfig = match serde_yaml_ng::from_str::<Option<CloudConfig>>(text) {
-            Ok(c) => c.unwrap_or_default(),
+        let doc = match crate::yaml::load(text) {
+            Ok(d) => d,
             Err(e) => {
-                let at = e
-                    .location()
-                    .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
-                    .unwrap_or_default();
-                return Err(Error::Invalid(format!("{at}{e}")));
+                report.error(e.mark, format!("YAML syntax: {}", e.message));
+                return Err(report);
             }
         };
-        let report = Report {
-            errors: config.errors(),
-            warnings: config.warnings(),
+        for m in &doc.extra_documents {
+            report.warning(*m, "only the first YAML document is used");
+        }
+        let canonical = match &doc.root {
+            Some(root) => crate::validate::check(root, &mut report),
+            None => serde_yaml_ng::Value::Mapping(Default::default()),
         };
-        Ok((UserData::CloudConfig(Box::new(config)), report))
+        report.sort();
+        if report.has_errors() {
+            return Err(report);
+        }
+        match serde_yaml_ng::from_value::<CloudConfig>(canonical) {
+            Ok(c) => Ok((UserData::CloudConfig(Box::new(c)), report)),
+            Err(e) => {
+                // Validation and the typed structs disagree: a bug here, still no partial apply.
+                report.error(
+                    TOP,
+                    format!("internal error reading the validated config: {e}"),
+                );
+                Err(report)
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(text: &str) -> CloudConfig {
+        match UserData::parse(text).unwrap() {
+            (UserData::CloudConfig(c), _) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn cloud_config_with_hyphen_keys() {
@@ -70,36 +85,38 @@ mod tests {
         };
         assert_eq!(c.hostname.as_deref(), Some("node1"));
         assert_eq!(c.ssh_authorized_keys, vec!["ssh-ed25519 AAAA x"]);
-        assert_eq!(
-            c.write_files[0].permissions.as_ref().unwrap().mode(),
-            Some(0o600)
-        );
+        assert_eq!(c.write_files[0].mode(), 0o600);
         assert_eq!(report, Report::default());
+    }
+
+    #[test]
+    fn numbers_where_strings_are_wanted_keep_their_text() {
+        let c = config(
+            "#cloud-config\nhostname: 1234\nwrite_files:\n  - path: /x\n    content: 0012\n",
+        );
+        assert_eq!(c.hostname.as_deref(), Some("1234"));
+        assert_eq!(c.write_files[0].content, "0012");
     }
 
     #[test]
     fn syntax_error_names_line_and_column() {
         let err = UserData::parse("#cloud-config\nhostname: a\nusers: [\n").unwrap_err();
-        let Error::Invalid(msg) = err else { panic!() };
-        assert!(msg.starts_with("line "), "{msg}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("line 4, column 1: error: YAML syntax"),
+            "{msg}"
+        );
     }
 
     #[test]
-    fn wrong_type_is_an_error_and_unknown_key_a_warning() {
-        assert!(UserData::parse("#cloud-config\nssh_authorized_keys: 5\n").is_err());
-        let (_, report) =
+    fn warnings_alone_still_apply() {
+        let (ud, report) =
             UserData::parse("#cloud-config\nfoo: 1\nmanage_etc_hosts: localhost\n").unwrap();
-        assert_eq!(report.warnings.len(), 2, "{report:?}");
-        assert!(report.errors.is_empty());
-    }
-
-    #[test]
-    fn bad_values_are_errors() {
-        let (_, report) = UserData::parse(
-            "#cloud-config\nwrite_files:\n  - path: etc/x\n    permissions: \"0999\"\n  - path: /y\n    encoding: b64\n    content: '%%%'\n",
-        )
-        .unwrap();
-        assert_eq!(report.errors.len(), 3, "{report:?}");
+        assert_eq!(report.warnings().count(), 1, "{report}");
+        let UserData::CloudConfig(c) = ud else {
+            panic!()
+        };
+        assert_eq!(c.manage_etc_hosts.as_deref(), Some("localhost"));
     }
 
     #[test]
@@ -109,6 +126,8 @@ mod tests {
             UserData::Script(_)
         ));
         assert_eq!(UserData::parse("  \n").unwrap().0, UserData::Empty);
-        assert_eq!(UserData::parse("hello").unwrap_err(), Error::Unknown);
+        assert_eq!(config("#cloud-config\n"), CloudConfig::default());
+        let err = UserData::parse("hello").unwrap_err();
+        assert!(err.to_string().contains("must start with"), "{err}");
     }
 }

@@ -33,8 +33,11 @@ fn failure_is_loud_persistent_and_not_silently_retried() {
     std::fs::write(&good, "#cloud-config\nhostname: good-host\n").unwrap();
 
     let validate = cloudinit(r, &["--validate", "--from-file", bad.to_str().unwrap()]);
-    assert!(!validate.status.success());
-    assert!(String::from_utf8_lossy(&validate.stderr).contains("is not absolute"));
+    assert_eq!(validate.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&validate.stdout),
+        "line 4, column 11: error: invalid value \"relative/file\" for \"write_files[0].path\": must be an absolute path\n"
+    );
     assert!(
         !r.join("var/lib/coreos-cloudinit/failed").exists(),
         "--validate leaves no marker"
@@ -67,5 +70,55 @@ fn failure_is_loud_persistent_and_not_silently_retried() {
     assert_eq!(
         std::fs::read_to_string(r.join("etc/hostname")).unwrap(),
         "good-host\n"
+    );
+}
+
+#[test]
+fn validate_exit_status_is_error_vs_warnings() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let warn = r.join("warn.yml");
+    std::fs::write(&warn, "#cloud-config\nhostnme: typo\n").unwrap();
+    let out = cloudinit(r, &["--validate", "--from-file", warn.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "line 2, column 1: warning: unrecognized key \"hostnme\"\n"
+    );
+    let syntax = r.join("syntax.yml");
+    std::fs::write(&syntax, "#cloud-config\nusers: [\n").unwrap();
+    let out = cloudinit(r, &["--validate", "--from-file", syntax.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("line 3, column 1: error: YAML syntax")
+    );
+}
+
+#[test]
+fn first_source_with_user_data_wins() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("etc")).unwrap();
+    let drive = r.join("drive");
+    std::fs::create_dir_all(&drive).unwrap();
+    let file = r.join("user.yml");
+    std::fs::write(&file, "#cloud-config\nhostname: from-file\n").unwrap();
+    let out = cloudinit(
+        r,
+        &[
+            "--from-configdrive",
+            drive.to_str().unwrap(),
+            "--from-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/hostname")).unwrap(),
+        "from-file\n"
     );
 }
