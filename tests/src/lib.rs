@@ -2,6 +2,8 @@
 //! `core` a per-run ssh key, checked over ssh on a forwarded 127.0.0.1 port. Each machine keeps its
 //! console log under `target/test-logs/<name>/`; the disk copy is removed when the test passes.
 
+pub mod http;
+
 use anyhow::{bail, Context, Result};
 use qemu_runner::{Firmware, Vm, VmConfig};
 use serde::Deserialize;

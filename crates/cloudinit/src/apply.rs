@@ -82,7 +82,7 @@ impl Target {
     /// Returns what was done, one line each, for the journal.
     pub fn apply(&self, cfg: &CloudConfig) -> Result<Vec<String>> {
         if self.live() {
-            self.apply_with(cfg, &crate::units::Systemctl)
+            self.apply_with(cfg, &crate::systemd_bus::SystemdBus::connect()?)
         } else {
             let rec = crate::units::Recorder::default();
             let mut done = self.apply_with(cfg, &rec)?;

@@ -10,6 +10,7 @@ pub mod failure;
 pub mod fetch;
 pub mod schema;
 pub mod services;
+pub mod systemd_bus;
 #[cfg(test)]
 mod test_server;
 pub mod units;

@@ -1,13 +1,12 @@
 //! Units, as coreos-cloudinit processes them: unit files and drop-ins written under
 //! `/etc/systemd/{system,network}` (or `/run/…` for runtime units), masks as symlinks to
 //! `/dev/null`, then `enable`, one daemon-reload, and the `command`s. Talking to systemd goes
-//! through [`Systemd`], so a target root that is not the running system records what would be run.
+//! through [`Systemd`] (D-Bus on a running system, see `systemd_bus`), so a target root that is not the running system records what would be run.
 
 use crate::coreos::Unit;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 pub trait Systemd {
     fn daemon_reload(&self) -> Result<()>;
@@ -16,44 +15,6 @@ pub trait Systemd {
     fn command(&self, command: &str, unit: &str) -> Result<()>;
     /// Whether systemd has a unit file for this name.
     fn exists(&self, unit: &str) -> Result<bool>;
-}
-
-/// The running system's systemd, through `systemctl`.
-pub struct Systemctl;
-
-fn systemctl(args: &[&str]) -> Result<String> {
-    let out = Command::new("systemctl")
-        .args(args)
-        .output()
-        .context("running systemctl")?;
-    if !out.status.success() {
-        bail!(
-            "systemctl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-impl Systemd for Systemctl {
-    fn daemon_reload(&self) -> Result<()> {
-        systemctl(&["daemon-reload"]).map(drop)
-    }
-    fn enable(&self, unit: &str, runtime: bool) -> Result<()> {
-        let mut args = vec!["enable"];
-        if runtime {
-            args.push("--runtime");
-        }
-        args.push(unit);
-        systemctl(&args).map(drop)
-    }
-    fn command(&self, command: &str, unit: &str) -> Result<()> {
-        systemctl(&["--no-block", command, unit]).map(drop)
-    }
-    fn exists(&self, unit: &str) -> Result<bool> {
-        Ok(systemctl(&["show", "--property=LoadState", "--value", unit])? != "not-found")
-    }
 }
 
 /// For a target root being prepared: remembers what would be run.

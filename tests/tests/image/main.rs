@@ -2,6 +2,7 @@
 
 mod boot;
 mod cloudinit;
+mod cloudinit_url;
 mod docker;
 mod slots;
 mod verity;

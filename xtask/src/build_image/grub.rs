@@ -114,9 +114,12 @@ pub fn render_grub_cfg() -> Result<String> {
         ))
 }
 
-/// A slot's `boot.cfg`: its kernel, initrd and command line (with the verity table).
+/// A slot's `boot.cfg`: its kernel, initrd and command line (with the verity table), then
+/// `$linux_append` from the OEM partition's grub.cfg (GRUB splits it into words; empty adds none).
 pub fn slot_boot_cfg(slot_dir: &str, cmdline: &str) -> String {
-    format!("linux /ferrocore/{slot_dir}/vmlinuz {cmdline}\ninitrd /ferrocore/{slot_dir}/initrd\n")
+    format!(
+        "linux /ferrocore/{slot_dir}/vmlinuz {cmdline} $linux_append\ninitrd /ferrocore/{slot_dir}/initrd\n"
+    )
 }
 
 #[cfg(test)]
