@@ -34,6 +34,9 @@ struct Cli {
     /// Download user data from GCE's metadata server, at this base URL.
     #[arg(long, num_args = 0..=1, default_missing_value = "http://metadata.google.internal/")]
     from_gce_metadata: Option<String>,
+    /// Apply the OEM partition's `cloud-config.yml` from this directory first, then the user's.
+    #[arg(long, num_args = 0..=1, default_missing_value = "/usr/share/oem")]
+    oem: Option<PathBuf>,
     /// Remove the marker a failed run left (after fixing the user data) and exit.
     #[arg(long)]
     clear_failure: bool,
@@ -102,64 +105,87 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(base) = cli.from_gce_metadata {
         sources.push(Box::new(datasource::Gce { base, retry }));
     }
-    if sources.is_empty() {
-        bail!("name a source: --from-file, --from-configdrive, --from-url, --from-proc-cmdline, --from-ec2-metadata or --from-gce-metadata");
+    let oem = cli
+        .oem
+        .map(|dir| datasource::File(dir.join("cloud-config.yml")))
+        .filter(|f| f.0.exists());
+    if sources.is_empty() && oem.is_none() {
+        bail!("name a source: --from-file, --from-configdrive, --from-url, --from-proc-cmdline, --from-ec2-metadata, --from-gce-metadata or --oem");
     }
-    // As coreos-cloudinit: the first source that has user data is used.
-    let mut found = None;
+    // Everything is fetched and validated before anything is applied: the OEM's config, then
+    // (as coreos-cloudinit) the first source that has user data.
+    let mut plan = Vec::new();
+    if let Some(f) = &oem {
+        if let Some(text) = f.user_data()? {
+            plan.push(load(f, &text, cli.validate)?);
+        }
+    }
     for source in &sources {
         match source.user_data()? {
             Some(text) => {
-                found = Some((source, text));
+                plan.push(load(source.as_ref(), &text, cli.validate)?);
                 break;
             }
             None => eprintln!("coreos-cloudinit: {} has no user data", source.name()),
         }
     }
-    let Some((source, text)) = found else {
-        return Ok(());
-    };
-    let metadata = source.metadata()?;
-    let text = datasource::substitute(&text, &metadata);
-    let data = match UserData::parse(&text) {
-        Ok((data, report)) => {
-            for w in &report.problems {
-                report_line(cli.validate, &source.name(), w);
-            }
-            data
-        }
-        Err(report) => {
-            for p in &report.problems {
-                report_line(cli.validate, &source.name(), p);
-            }
-            bail!(
-                "{}: {} error(s), nothing applied",
-                source.name(),
-                report.errors().count()
-            );
-        }
-    };
     if cli.validate {
-        eprintln!("coreos-cloudinit: {} is valid", source.name());
+        for (name, _, _) in &plan {
+            eprintln!("coreos-cloudinit: {name} is valid");
+        }
         return Ok(());
     }
     let target = Target::new(&cli.root);
-    if target.environment(&metadata)? {
-        eprintln!("coreos-cloudinit: wrote COREOS_*_IPV4 to /etc/environment");
-    }
-    match data {
-        UserData::Empty => eprintln!("coreos-cloudinit: empty user data"),
-        UserData::Script(s) => {
-            let p = target.script(&s)?;
-            eprintln!("coreos-cloudinit: ran user-data script {}", p.display());
+    for (name, data, metadata) in plan {
+        if target.environment(&metadata)? {
+            eprintln!("coreos-cloudinit: wrote COREOS_*_IPV4 to /etc/environment");
         }
-        UserData::CloudConfig(c) => {
-            for line in target.apply(&c)? {
-                eprintln!("coreos-cloudinit: {line}");
+        match data {
+            UserData::Empty => eprintln!("coreos-cloudinit: {name}: empty user data"),
+            UserData::Script(s) => {
+                let p = target.script(&s)?;
+                eprintln!(
+                    "coreos-cloudinit: {name}: ran user-data script {}",
+                    p.display()
+                );
+            }
+            UserData::CloudConfig(c) => {
+                for line in target.apply(&c)? {
+                    eprintln!("coreos-cloudinit: {line}");
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Substitutes the source's metadata into its user data and validates it; problems are
+/// reported, errors end the run before anything is applied.
+fn load(
+    source: &dyn Datasource,
+    text: &str,
+    validate: bool,
+) -> Result<(String, UserData, datasource::Metadata)> {
+    let name = source.name();
+    let metadata = source.metadata()?;
+    let text = datasource::substitute(text, &metadata);
+    match UserData::parse(&text) {
+        Ok((data, report)) => {
+            for w in &report.problems {
+                report_line(validate, &name, w);
+            }
+            Ok((name, data, metadata))
+        }
+        Err(report) => {
+            for p in &report.problems {
+                report_line(validate, &name, p);
+            }
+            bail!(
+                "{name}: {} error(s), nothing applied",
+                report.errors().count()
+            );
+        }
+    }
 }
 
 /// `--validate` prints problems on stdout as coreos-cloudinit does; a run logs them to the journal.

@@ -122,3 +122,58 @@ fn first_source_with_user_data_wins() {
         "from-file\n"
     );
 }
+
+#[test]
+fn oem_config_applies_first_and_nothing_applies_when_either_is_invalid() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("etc")).unwrap();
+    std::fs::write(
+        r.join("etc/passwd"),
+        "core:x:500:500::/home/core:/bin/bash\n",
+    )
+    .unwrap();
+    let oem = r.join("oem");
+    std::fs::create_dir_all(&oem).unwrap();
+    std::fs::write(
+        oem.join("cloud-config.yml"),
+        "#cloud-config\nhostname: oem-host\nwrite_files:\n  - path: /etc/oem-file\n    content: from the OEM\n",
+    )
+    .unwrap();
+    let bad = r.join("bad.yml");
+    std::fs::write(
+        &bad,
+        "#cloud-config\ncoreos:\n  update:\n    reboot-strategy: later\n",
+    )
+    .unwrap();
+    let user = r.join("user.yml");
+    std::fs::write(&user, "#cloud-config\nhostname: user-host\n").unwrap();
+    let oem_arg = format!("--oem={}", oem.display());
+
+    let out = cloudinit(r, &[&oem_arg, "--from-file", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        !r.join("etc/oem-file").exists(),
+        "a bad user config must stop the OEM's too"
+    );
+    let clear = cloudinit(r, &["--clear-failure"]);
+    assert!(clear.status.success());
+
+    let out = cloudinit(r, &[&oem_arg, "--from-file", user.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/oem-file")).unwrap(),
+        "from the OEM"
+    );
+    // The user's config runs second, so its hostname wins.
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/hostname"))
+            .unwrap()
+            .trim(),
+        "user-host"
+    );
+}
