@@ -1,5 +1,6 @@
-//! Ferrocore updates. This slice: the update payload — what `cargo xtask build-image` publishes and
-//! what the agent verifies before it writes anything.
+//! Ferrocore updates: the signed payload, the Omaha protocol between agent and server, the update
+//! server, and the update agent that writes the inactive USR slot.
 
+pub mod omaha;
 pub mod payload;
 pub mod version;
