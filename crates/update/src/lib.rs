@@ -3,4 +3,5 @@
 
 pub mod omaha;
 pub mod payload;
+pub mod server;
 pub mod version;
