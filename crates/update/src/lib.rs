@@ -1,6 +1,7 @@
 //! Ferrocore updates: the signed payload, the Omaha protocol between agent and server, the update
 //! server, and the update agent that writes the inactive USR slot.
 
+pub mod agent;
 pub mod omaha;
 pub mod payload;
 pub mod server;

@@ -179,3 +179,5 @@ pub fn omaha_check(
         .unwrap();
     update::omaha::Response::parse(&body).unwrap()
 }
+
+pub mod machine;
