@@ -20,7 +20,7 @@ pub enum Error {
         line: usize,
         text: String,
     },
-    #[error("{path}: REBOOT_STRATEGY={value:?} is not one of best-effort, etcd-lock, reboot, off")]
+    #[error("{path}: REBOOT_STRATEGY={value:?} is not one of best-effort, etcd-lock, reboot, off, fleetlock")]
     Strategy { path: PathBuf, value: String },
 }
 
@@ -31,6 +31,8 @@ pub enum RebootStrategy {
     EtcdLock,
     Reboot,
     Off,
+    /// Ferrocore: take a FleetLock slot (LOCKSMITHD_FLEETLOCK_URL) before rebooting.
+    FleetLock,
 }
 
 impl RebootStrategy {
@@ -40,6 +42,7 @@ impl RebootStrategy {
             "etcd-lock" => RebootStrategy::EtcdLock,
             "reboot" => RebootStrategy::Reboot,
             "off" => RebootStrategy::Off,
+            "fleetlock" => RebootStrategy::FleetLock,
             _ => return None,
         })
     }
@@ -49,6 +52,7 @@ impl RebootStrategy {
             RebootStrategy::EtcdLock => "etcd-lock",
             RebootStrategy::Reboot => "reboot",
             RebootStrategy::Off => "off",
+            RebootStrategy::FleetLock => "fleetlock",
         }
     }
 }

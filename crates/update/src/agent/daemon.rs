@@ -2,7 +2,7 @@
 //! about hourly with ±10% jitter, and whenever a client asks) and offline installs one at a time;
 //! the control socket answers status at once and hands work to the worker.
 
-use super::config::{RebootStrategy, UpdateConf};
+use super::config::UpdateConf;
 use super::engine::{Agent, Outcome};
 use super::ipc::{Reply, Request};
 use std::io::{BufRead, BufReader, Write};
@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 pub struct Schedule {
     pub initial_delay: Duration,
     pub interval: Duration,
-    /// The command run after an install when REBOOT_STRATEGY=reboot.
-    pub reboot_command: Vec<String>,
 }
 
 enum Work {
@@ -44,30 +42,15 @@ fn reply(agent: &Agent, r: Result<Outcome, super::engine::Error>) -> Reply {
     }
 }
 
-fn after_install(agent: &Agent, schedule: &Schedule, r: &Result<Outcome, super::engine::Error>) {
-    if !matches!(r, Ok(Outcome::Installed { .. })) {
-        return;
-    }
-    let strategy = UpdateConf::load(&agent.root)
-        .map(|c| c.reboot_strategy)
-        .unwrap_or_default();
-    match strategy {
-        RebootStrategy::Reboot => {
-            tracing::info!(
-                "REBOOT_STRATEGY=reboot: running {:?}",
-                schedule.reboot_command
-            );
-            if let Some((cmd, args)) = schedule.reboot_command.split_first() {
-                if let Err(e) = std::process::Command::new(cmd).args(args).status() {
-                    tracing::error!("running {cmd}: {e}");
-                }
-            }
-        }
-        RebootStrategy::Off => tracing::info!("REBOOT_STRATEGY=off: reboot when you choose"),
-        s => tracing::info!(
-            "REBOOT_STRATEGY={}: the reboot is locksmithd's to coordinate",
-            s.as_str()
-        ),
+/// As on CoreOS, update_engine never reboots: locksmithd does, by REBOOT_STRATEGY.
+fn after_install(agent: &Agent, r: &Result<Outcome, super::engine::Error>) {
+    if let Ok(Outcome::Installed { version }) = r {
+        let strategy = UpdateConf::load(&agent.root)
+            .map(|c| c.reboot_strategy.as_str())
+            .unwrap_or("unreadable");
+        tracing::info!(
+            "{version} installed; the reboot is locksmithd's (REBOOT_STRATEGY={strategy})"
+        );
     }
 }
 
@@ -86,7 +69,7 @@ fn worker(agent: Arc<Agent>, schedule: Schedule, rx: mpsc::Receiver<Work>) {
                 if let Err(e) = &r {
                     tracing::warn!("update check: {e}");
                 }
-                after_install(&agent, &schedule, &r);
+                after_install(&agent, &r);
                 next = Instant::now() + jittered(schedule.interval);
                 if let Some(tx) = tx {
                     let _ = tx.send(reply(&agent, r));
@@ -94,7 +77,7 @@ fn worker(agent: Arc<Agent>, schedule: Schedule, rx: mpsc::Receiver<Work>) {
             }
             Work::Apply(dir, tx) => {
                 let r = agent.apply_offline(&dir);
-                after_install(&agent, &schedule, &r);
+                after_install(&agent, &r);
                 let _ = tx.send(reply(&agent, r));
             }
         }

@@ -27,9 +27,6 @@ struct Cli {
     /// Then about this often (±10%).
     #[arg(long, default_value_t = 3600)]
     interval_secs: u64,
-    /// Run after an install when REBOOT_STRATEGY=reboot.
-    #[arg(long, default_value = "systemctl reboot", value_delimiter = ' ')]
-    reboot_command: Vec<String>,
 }
 
 /// The whole disk holding the partition labelled USR-A (sysfs `PARTNAME`).
@@ -82,7 +79,6 @@ fn main() -> Result<()> {
         daemon::Schedule {
             initial_delay: Duration::from_secs(cli.initial_delay_secs),
             interval: Duration::from_secs(cli.interval_secs.max(1)),
-            reboot_command: cli.reboot_command,
         },
         listener,
     );

@@ -3,7 +3,10 @@
 //! of a group reboot at once.
 
 pub mod etcd;
+pub mod fleetlock;
+pub mod policy;
 pub mod semaphore;
+pub mod window;
 
 pub use semaphore::{Refused, Semaphore};
 

@@ -180,4 +180,5 @@ pub fn omaha_check(
     update::omaha::Response::parse(&body).unwrap()
 }
 
+pub mod daemon;
 pub mod machine;
