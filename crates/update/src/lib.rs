@@ -6,4 +6,5 @@ pub mod locksmith;
 pub mod omaha;
 pub mod payload;
 pub mod server;
+pub mod testdisk;
 pub mod version;

@@ -17,7 +17,7 @@ fn setup(running: &str) -> (tempfile::TempDir, Keys, Machine) {
 fn a_good_payload_is_installed_into_usr_b() {
     let (dir, k, m) = setup("1.0.0");
     let p = payload(dir.path(), "2.0.0", &k.signing, 3_000_000);
-    let usr_a_before = std::fs::read(&m.disk).unwrap()[(17 << 20)..(21 << 20)].to_vec();
+    let usr_a_before = m.usr_a();
     let agent = Agent::new(&m.root, &m.disk);
     assert_eq!(
         agent.apply_offline(&p.dir).unwrap(),
@@ -27,13 +27,10 @@ fn a_good_payload_is_installed_into_usr_b() {
     );
     m.assert_updated(&p);
     // The running slot's partition and boot files are untouched.
-    assert_eq!(
-        std::fs::read(&m.disk).unwrap()[(17 << 20)..(21 << 20)],
-        usr_a_before[..]
-    );
+    assert!(m.usr_a() == usr_a_before, "USR-A changed");
     assert_eq!(
         m.esp_file("ferrocore/usr-a/boot.cfg"),
-        machine::BOOT_CFG_A.as_bytes()
+        update::testdisk::BOOT_CFG_A.as_bytes()
     );
     let st = agent.status();
     assert_eq!(
@@ -141,4 +138,51 @@ fn flip(path: &std::path::Path, at: usize) {
 fn truncate(path: &std::path::Path) {
     let b = std::fs::read(path).unwrap();
     std::fs::write(path, &b[..b.len() - 100]).unwrap();
+}
+
+/// A payload signed by a trusted key whose usr does not decompress to what its manifest says (a
+/// broken build): caught on the stream while writing, before activation. USR-B is left unbootable
+/// and A boots next, as before.
+#[test]
+fn a_usr_not_matching_its_signed_manifest_leaves_the_slot_inert() {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    let (dir, k, m) = setup("1.0.0");
+    let p = payload(dir.path(), "2.0.0", &k.signing, 1_000_000);
+    let mpath = p.dir.join("manifest.json");
+    let mut man: update::payload::Manifest =
+        serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    man.parts
+        .iter_mut()
+        .find(|x| x.name == "usr")
+        .unwrap()
+        .sha256 = "00".repeat(32);
+    let bytes = serde_json::to_vec_pretty(&man).unwrap();
+    let sig = update::payload::keys::load_signing(&k.signing)
+        .unwrap()
+        .sign(&bytes);
+    std::fs::write(&mpath, &bytes).unwrap();
+    std::fs::write(
+        p.dir.join("manifest.json.sig"),
+        base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
+    )
+    .unwrap();
+    let usr_a = m.usr_a();
+    let err = Agent::new(&m.root, &m.disk)
+        .apply_offline(&p.dir)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("usr: the decompressed data does not match"),
+        "{err}"
+    );
+    let (a, b, env) = m.slots();
+    assert!(!b.bootable(), "{b:?}");
+    assert_eq!(gptprio::grubenv_slot(&env, gptprio::Slot::B), Some(b));
+    assert_eq!(gptprio::choose_next(a, b), Some(gptprio::Slot::A));
+    assert!(m.usr_a() == usr_a);
+    assert!(
+        update::testdisk::esp_file(&m.disk, "ferrocore/usr-b/boot.cfg").is_err(),
+        "boot files were written for a slot that failed"
+    );
 }

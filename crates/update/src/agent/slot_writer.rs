@@ -1,9 +1,10 @@
 //! Installs a payload into the inactive USR slot of a disk (block device or image file).
 //!
-//! Order (STYLE.md, coreos-installer's pattern): verify the signed payload completely and plan
-//! every write (partition found, sizes fit, kernel/initrd hashes, the new boot.cfg derived) while
-//! writing nothing; then clear the target slot's GPT bits (it must not boot half written), stream
-//! `usr` into the partition hashing as it goes, fsync, read it back and compare its sha256, put
+//! Order (STYLE.md, coreos-installer's pattern): check the signature, version and every part's
+//! compressed size and sha256, and plan every write (partition found, sizes fit, kernel/initrd
+//! decompressed and hashed, the new boot.cfg derived) while writing nothing; then clear the target
+//! slot's GPT bits (it must not boot half written), stream `usr` into the partition checking its
+//! decompressed size and sha256 as it goes, fsync, read it back and compare its sha256, put
 //! kernel/initrd/boot.cfg on the ESP under `/ferrocore/usr-x/`, fsync, and only then raise the
 //! slot to try once (gptprio, GPT bits + grubenv). A failure after the first write leaves the
 //! target slot unbootable and the running slot as it was.
@@ -47,8 +48,8 @@ pub enum Error {
         size: u64,
         room: u64,
     },
-    #[error("{part}: sha256 changed since the payload was verified")]
-    Changed { part: String },
+    #[error("{part}: the decompressed data does not match the manifest's size and sha256")]
+    Decompressed { part: String },
     #[error("{path}: {label} reads back with a different sha256 than was written")]
     ReadBack { path: PathBuf, label: String },
     #[error("{path}: ESP /ferrocore/{dir}/boot.cfg: {source}")]
@@ -116,7 +117,7 @@ fn plan(
     allow_downgrade: bool,
     current: Slot,
 ) -> Result<Plan, Error> {
-    let manifest = payload::verify(dir, trusted, running, allow_downgrade)?;
+    let manifest = payload::verify_signed(dir, trusted, running, allow_downgrade)?;
     let target = current.other();
     let io = |what: &str| {
         let what = what.to_string();
@@ -142,13 +143,13 @@ fn plan(
             room: usr.len,
         });
     }
-    // Small parts are held in memory and hashed again: the files could change after verify.
+    // Small parts are held in memory, their decompressed hash checked before any write.
     let mut small = Vec::new();
     for name in ["kernel", "initrd"] {
         let p = part(&manifest, name)?;
         let bytes = payload::read_part(dir, p)?;
-        if hex::encode(Sha256::digest(&bytes)) != p.sha256 {
-            return Err(Error::Changed { part: name.into() });
+        if bytes.len() as u64 != p.size || hex::encode(Sha256::digest(&bytes)) != p.sha256 {
+            return Err(Error::Decompressed { part: name.into() });
         }
         small.push(bytes);
     }
@@ -235,7 +236,7 @@ pub fn install(
             break;
         }
         if written + n as u64 > usr.size {
-            return Err(Error::Changed { part: "usr".into() });
+            return Err(Error::Decompressed { part: "usr".into() });
         }
         hash.update(&buf[..n]);
         file.write_all_at(&buf[..n], plan.usr.start + written)
@@ -244,11 +245,18 @@ pub fn install(
         progress(Phase::Writing, written as f64 / usr.size.max(1) as f64);
     }
     if written != usr.size || hex::encode(hash.finalize()) != usr.sha256 {
-        return Err(Error::Changed { part: "usr".into() });
+        return Err(Error::Decompressed { part: "usr".into() });
     }
     file.sync_all().map_err(io(format!("syncing {label}")))?;
 
-    // Read back what the device holds now.
+    // Read back what the device holds now: drop the cached pages first (best effort), so the
+    // check reads the device rather than the memory the bytes were written from.
+    let _ = nix::fcntl::posix_fadvise(
+        std::os::fd::AsRawFd::as_raw_fd(&file),
+        plan.usr.start as i64,
+        usr.size as i64,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
     progress(Phase::Finalizing, 0.0);
     let mut hash = Sha256::new();
     let mut at = 0u64;

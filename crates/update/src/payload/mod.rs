@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Verification reads only: signature first (any trusted key), then the version rule, then every
-//! part's compressed size and hash, then its decompressed size and hash. Nothing is written.
+//! part's compressed size and hash ([`verify_signed`]), then its decompressed size and hash
+//! ([`verify`]). Nothing is written. The slot writer uses [`verify_signed`] before its first write
+//! and checks the decompressed hash on the stream it writes, before the slot is activated.
 
 pub mod keys;
 
@@ -171,8 +173,10 @@ pub fn create(
     Ok(manifest)
 }
 
-/// Checks a payload directory completely; returns its manifest. Writes nothing.
-pub fn verify(
+/// Checks the signature, the version rule, and every part's compressed size and sha256; returns
+/// the manifest. Writes nothing. zstd output is a function of its input, so this fixes what every
+/// part decompresses to; [`verify`] also checks that against the manifest.
+pub fn verify_signed(
     dir: &Path,
     trusted: &[VerifyingKey],
     running: &str,
@@ -225,6 +229,21 @@ pub fn verify(
                 which: "compressed",
             });
         }
+    }
+    Ok(manifest)
+}
+
+/// Checks a payload directory completely, decompressed data too; returns its manifest. Writes
+/// nothing.
+pub fn verify(
+    dir: &Path,
+    trusted: &[VerifyingKey],
+    running: &str,
+    allow_downgrade: bool,
+) -> Result<Manifest, Error> {
+    let manifest = verify_signed(dir, trusted, running, allow_downgrade)?;
+    for part in &manifest.parts {
+        let path = dir.join(&part.file);
         let mut tee = Tee {
             inner: std::io::sink(),
             hash: Sha256::new(),
