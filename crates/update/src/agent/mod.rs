@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod download;
 pub mod engine;
 pub mod esp;
+pub mod hasher;
 pub mod ipc;
 pub mod slot_writer;
 pub mod status;

@@ -9,6 +9,7 @@
 //! slot to try once (gptprio, GPT bits + grubenv). A failure after the first write leaves the
 //! target slot unbootable and the running slot as it was.
 
+use super::hasher::Hasher;
 use super::{boot_cfg, esp};
 use crate::payload::{self, Manifest, Part};
 use ed25519_dalek::VerifyingKey;
@@ -117,7 +118,9 @@ fn plan(
     allow_downgrade: bool,
     current: Slot,
 ) -> Result<Plan, Error> {
+    let t = std::time::Instant::now();
     let manifest = payload::verify_signed(dir, trusted, running, allow_downgrade)?;
+    tracing::debug!(elapsed = ?t.elapsed(), "signature and compressed hashes checked");
     let target = current.other();
     let io = |what: &str| {
         let what = what.to_string();
@@ -153,6 +156,7 @@ fn plan(
         }
         small.push(bytes);
     }
+    tracing::debug!(elapsed = ?t.elapsed(), "kernel and initrd decompressed and checked");
     let cur_dir = boot_cfg::slot_dir(current);
     let current_cfg = esp::read(
         esp::Window::new(&file, esp.start, esp.len),
@@ -193,7 +197,9 @@ pub fn install(
     progress: &mut dyn FnMut(Phase, f64),
 ) -> Result<Manifest, Error> {
     progress(Phase::Verifying, 0.0);
+    let started = std::time::Instant::now();
     let plan = plan(disk, dir, trusted, running, allow_downgrade, current)?;
+    tracing::info!(elapsed = ?started.elapsed(), "payload verified, writes planned");
     let target = current.other();
     let label = target.label();
     let io = |what: String| {
@@ -224,9 +230,10 @@ pub fn install(
             what: "opening".into(),
             source,
         })?;
-    let mut buf = vec![0u8; CHUNK];
-    let (mut written, mut hash) = (0u64, Sha256::new());
+    let hasher = Hasher::new(CHUNK);
+    let mut written = 0u64;
     loop {
+        let mut buf = hasher.buffer();
         let n = read_full(&mut dec, &mut buf).map_err(|source| Error::Io {
             path: src.clone(),
             what: "decompressing".into(),
@@ -238,16 +245,18 @@ pub fn install(
         if written + n as u64 > usr.size {
             return Err(Error::Decompressed { part: "usr".into() });
         }
-        hash.update(&buf[..n]);
         file.write_all_at(&buf[..n], plan.usr.start + written)
             .map_err(io(format!("writing {label}")))?;
+        buf.truncate(n);
+        hasher.send(buf);
         written += n as u64;
         progress(Phase::Writing, written as f64 / usr.size.max(1) as f64);
     }
-    if written != usr.size || hex::encode(hash.finalize()) != usr.sha256 {
+    if hasher.finish() != (usr.size, usr.sha256.clone()) {
         return Err(Error::Decompressed { part: "usr".into() });
     }
     file.sync_all().map_err(io(format!("syncing {label}")))?;
+    tracing::info!(elapsed = ?started.elapsed(), "{label} written and synced");
 
     // Read back what the device holds now: drop the cached pages first (best effort), so the
     // check reads the device rather than the memory the bytes were written from.
@@ -258,22 +267,24 @@ pub fn install(
         nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
     );
     progress(Phase::Finalizing, 0.0);
-    let mut hash = Sha256::new();
+    let hasher = Hasher::new(CHUNK);
     let mut at = 0u64;
     while at < usr.size {
         let n = (usr.size - at).min(CHUNK as u64) as usize;
-        file.read_exact_at(&mut buf[..n], plan.usr.start + at)
+        let mut buf = hasher.buffer();
+        buf.truncate(n);
+        file.read_exact_at(&mut buf, plan.usr.start + at)
             .map_err(io(format!("reading back {label}")))?;
-        hash.update(&buf[..n]);
+        hasher.send(buf);
         at += n as u64;
     }
-    if hex::encode(hash.finalize()) != usr.sha256 {
+    if hasher.finish().1 != usr.sha256 {
         return Err(Error::ReadBack {
             path: disk.into(),
             label: label.into(),
         });
     }
-
+    tracing::info!(elapsed = ?started.elapsed(), "{label} read back");
     let dir_name = format!("ferrocore/{}", boot_cfg::slot_dir(target));
     esp::write(
         esp::Window::new(&file, plan.esp.start, plan.esp.len),
@@ -288,9 +299,11 @@ pub fn install(
     file.sync_all().map_err(io("syncing the ESP".into()))?;
     drop(file);
 
+    tracing::info!(elapsed = ?started.elapsed(), "boot files on the ESP");
     let mut slots = gptprio::Disk::open(disk, true)?;
     slots.activate(target)?;
     slots.write()?;
+    tracing::info!(elapsed = ?started.elapsed(), "{label} activated: try once on the next boot");
     progress(Phase::Finalizing, 1.0);
     Ok(plan.manifest)
 }
