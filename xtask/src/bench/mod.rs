@@ -1,15 +1,16 @@
-//! `cargo xtask bench [build] [boot]`: figures next to a peer measured in the same run on the same
-//! machine (these machines are noisy: read the ratios, not the absolute times).
+//! `cargo xtask bench [build] [boot] [update]`: figures next to a peer measured in the same run on
+//! the same machine (these machines are noisy: read the ratios, not the absolute times).
 
 mod boot;
 mod build;
 mod peer;
+mod update;
 
 use anyhow::{bail, Result};
 
 #[derive(clap::Args)]
 pub struct Bench {
-    /// Which benchmarks: build, boot (default: both).
+    /// Which benchmarks: build, boot, update (default: build and boot).
     which: Vec<String>,
 }
 
@@ -52,7 +53,8 @@ impl Bench {
             match w.as_str() {
                 "build" => rows.extend(build::run()?),
                 "boot" => rows.extend(boot::run()?),
-                other => bail!("unknown benchmark `{other}` (build, boot)"),
+                "update" => rows.extend(update::run()?),
+                other => bail!("unknown benchmark `{other}` (build, boot, update)"),
             }
         }
         print_table(&rows);
