@@ -46,6 +46,9 @@ enum Cmd {
         /// Only once at least this many machines were offered the version.
         #[arg(long, default_value_t = 5)]
         min_instances: usize,
+        /// FleetLock: how many machines of a group may reboot at once.
+        #[arg(long, default_value_t = 1)]
+        fleetlock_max: usize,
         /// The Omaha application id served (default: CoreOS's).
         #[arg(long, default_value = update::server::policy::COREOS_APP_ID)]
         app_id: String,
@@ -142,6 +145,7 @@ fn main() -> Result<()> {
             public_url,
             max_failure_rate,
             min_instances,
+            fleetlock_max,
             app_id,
         } => {
             if !(0.0..=1.0).contains(&max_failure_rate) {
@@ -156,6 +160,7 @@ fn main() -> Result<()> {
                 },
                 public_url,
                 trusted_keys_dir: trusted_keys,
+                fleetlock_max,
             };
             return serve(&listen, config);
         }

@@ -1,4 +1,5 @@
-//! The server's HTTP side (axum). State lives behind one mutex and is saved to the data dir after
+//! The server's HTTP side (axum), with FleetLock (`/v1/pre-reboot`, `/v1/steady-state`) for
+//! machines that coordinate reboots through it. State lives behind one mutex and is saved to the data dir after
 //! every change; payload files are streamed from disk.
 
 use super::policy::{self, Policy};
@@ -22,6 +23,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Keys a published payload must be signed with; `None` publishes without checking.
     pub trusted_keys_dir: Option<PathBuf>,
+    /// FleetLock: how many nodes of a group may reboot at once.
+    pub fleetlock_max: usize,
 }
 
 pub struct Shared {
@@ -45,6 +48,8 @@ pub fn router(config: Config) -> Result<Router, state::Error> {
         .route("/api/publish", post(api_publish))
         .route("/api/promote", post(api_promote))
         .route("/api/groups/{name}", post(api_group))
+        .route("/v1/pre-reboot", post(fleetlock_pre_reboot))
+        .route("/v1/steady-state", post(fleetlock_steady_state))
         .with_state(shared))
 }
 
@@ -276,4 +281,86 @@ async fn api_group(
             req.paused,
         )
     }))
+}
+
+#[derive(Deserialize)]
+struct FleetLockReq {
+    client_params: FleetLockParams,
+}
+
+#[derive(Deserialize)]
+struct FleetLockParams {
+    node_uuid: String,
+    #[serde(default = "default_group")]
+    group: String,
+}
+
+fn default_group() -> String {
+    "default".into()
+}
+
+fn fleetlock_error(code: StatusCode, kind: &str, value: String) -> Response {
+    (
+        code,
+        Json(serde_json::json!({ "kind": kind, "value": value })),
+    )
+        .into_response()
+}
+
+/// The FleetLock request, if the header and body are what the protocol says; else the error
+/// kind and why.
+fn fleetlock_req(
+    headers: &HeaderMap,
+    body: &str,
+) -> Result<FleetLockParams, (&'static str, String)> {
+    if headers
+        .get("fleet-lock-protocol")
+        .and_then(|v| v.to_str().ok())
+        != Some("true")
+    {
+        return Err((
+            "missing_header",
+            "fleet-lock-protocol: true is required".into(),
+        ));
+    }
+    serde_json::from_str::<FleetLockReq>(body)
+        .map(|r| r.client_params)
+        .map_err(|e| ("bad_body", e.to_string()))
+}
+
+async fn fleetlock_pre_reboot(AxState(sh): Ax, headers: HeaderMap, body: String) -> Response {
+    let p = match fleetlock_req(&headers, &body) {
+        Ok(p) => p,
+        Err((kind, why)) => return fleetlock_error(StatusCode::BAD_REQUEST, kind, why),
+    };
+    let max = sh.config.fleetlock_max;
+    let r = sh.change(|st| Ok(st.fleetlock_take(&p.group, &p.node_uuid, max)));
+    match r {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(busy)) => fleetlock_error(
+            StatusCode::CONFLICT,
+            "failed_lock",
+            format!(
+                "group {} has {} of {max} reboot slots taken by {:?}",
+                p.group,
+                busy.holders.len(),
+                busy.holders
+            ),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn fleetlock_steady_state(AxState(sh): Ax, headers: HeaderMap, body: String) -> Response {
+    let p = match fleetlock_req(&headers, &body) {
+        Ok(p) => p,
+        Err((kind, why)) => return fleetlock_error(StatusCode::BAD_REQUEST, kind, why),
+    };
+    match sh.change(|st| {
+        st.fleetlock_release(&p.group, &p.node_uuid);
+        Ok(())
+    }) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }

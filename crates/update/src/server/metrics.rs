@@ -62,6 +62,16 @@ pub fn render(state: &State) -> String {
             g.rollout_percent
         );
     }
+    out.push_str("# HELP ferro_update_fleetlock_holders Nodes holding a FleetLock reboot slot.\n");
+    out.push_str("# TYPE ferro_update_fleetlock_holders gauge\n");
+    for (group, holders) in &state.fleetlock {
+        let _ = writeln!(
+            out,
+            "ferro_update_fleetlock_holders{{group=\"{}\"}} {}",
+            label(group),
+            holders.len()
+        );
+    }
     out
 }
 

@@ -9,6 +9,8 @@
 //! POST /api/publish                  admin: {"dir": "/path/to/payload", "channel": "stable"}
 //! POST /api/promote                  admin: {"version": "1.2.0", "channel": "beta"}
 //! POST /api/groups/{name}            admin: {"channel"?, "rollout_percent"?, "paused"?}
+//! POST /v1/pre-reboot                FleetLock: take a reboot slot (header fleet-lock-protocol)
+//! POST /v1/steady-state              FleetLock: give it back
 //! ```
 
 pub mod http;

@@ -119,6 +119,9 @@ pub struct State {
     pub instances: BTreeMap<String, Instance>,
     #[serde(default)]
     pub outcomes: BTreeMap<String, Outcome>,
+    /// FleetLock reboot slots: per group, the nodes holding one.
+    #[serde(default)]
+    pub fleetlock: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for State {
@@ -142,6 +145,7 @@ impl Default for State {
             releases: BTreeMap::new(),
             instances: BTreeMap::new(),
             outcomes: BTreeMap::new(),
+            fleetlock: BTreeMap::new(),
         }
     }
 }
@@ -295,6 +299,37 @@ impl State {
             Ok(())
         } else {
             Err(Error::NoChannel(c.into()))
+        }
+    }
+}
+
+/// Why a FleetLock slot was not given.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LockBusy {
+    pub holders: Vec<String>,
+}
+
+impl State {
+    /// FleetLock pre-reboot: a slot for `node` in `group` if fewer than `max` are taken (a node
+    /// that holds one already keeps it).
+    pub fn fleetlock_take(&mut self, group: &str, node: &str, max: usize) -> Result<(), LockBusy> {
+        let holders = self.fleetlock.entry(group.into()).or_default();
+        if holders.iter().any(|h| h == node) {
+            return Ok(());
+        }
+        if holders.len() >= max {
+            return Err(LockBusy {
+                holders: holders.clone(),
+            });
+        }
+        holders.push(node.into());
+        Ok(())
+    }
+
+    /// FleetLock steady-state: give back `node`'s slot, if it holds one.
+    pub fn fleetlock_release(&mut self, group: &str, node: &str) {
+        if let Some(h) = self.fleetlock.get_mut(group) {
+            h.retain(|n| n != node);
         }
     }
 }
