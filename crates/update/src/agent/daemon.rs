@@ -153,3 +153,19 @@ pub fn run(agent: Agent, schedule: Schedule, listener: UnixListener) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent_and_varies() {
+        let hour = Duration::from_secs(3600);
+        let got: Vec<Duration> = (0..200).map(|_| jittered(hour)).collect();
+        assert!(got
+            .iter()
+            .all(|d| *d >= hour.mul_f64(0.9) && *d <= hour.mul_f64(1.1)));
+        let (min, max) = (got.iter().min().unwrap(), got.iter().max().unwrap());
+        assert!(*max - *min > Duration::from_secs(300), "{min:?}..{max:?}");
+    }
+}

@@ -426,6 +426,8 @@ impl Agent {
             current,
             &mut |phase, p| {
                 self.set(|s| {
+                    // As on CoreOS, writing the slot shows as DOWNLOADING (update_engine streams
+                    // the download into the partition); the read-back and boot files as FINALIZING.
                     s.current_op = match phase {
                         Phase::Verifying => Operation::Verifying,
                         Phase::Writing => Operation::Downloading,
