@@ -180,3 +180,29 @@ fn apply_payload_installs_an_offline_payload() {
     assert!(out.contains("installed 3.1.0"), "{out}");
     m.assert_updated(&p);
 }
+
+#[test]
+fn apply_payload_refuses_an_older_version_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path());
+    let p = payload(dir.path(), "0.9.0", &k.signing, 200_000);
+    let m = machine(dir.path(), "1.0.0", &k.trusted_dir);
+    let before = std::fs::read(&m.disk).unwrap();
+    let d = daemon(&m, dir.path(), "ue");
+    let (ok, out) = client(&d, &["-apply_payload", p.dir.to_str().unwrap()]);
+    assert!(!ok && out.contains("not newer"), "{out}");
+    assert!(
+        std::fs::read(&m.disk).unwrap() == before,
+        "the disk image changed"
+    );
+    let (ok, out) = client(
+        &d,
+        &[
+            "-apply_payload",
+            p.dir.to_str().unwrap(),
+            "-allow_downgrade",
+        ],
+    );
+    assert!(ok && out.contains("installed 0.9.0"), "{out}");
+    m.assert_updated(&p);
+}

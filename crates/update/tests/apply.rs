@@ -20,7 +20,7 @@ fn a_good_payload_is_installed_into_usr_b() {
     let usr_a_before = m.usr_a();
     let agent = Agent::new(&m.root, &m.disk);
     assert_eq!(
-        agent.apply_offline(&p.dir).unwrap(),
+        agent.apply_offline(&p.dir, false).unwrap(),
         Outcome::Installed {
             version: "2.0.0".into()
         }
@@ -100,7 +100,10 @@ fn bad_payloads_are_refused_and_nothing_is_written() {
         spoil(&p, &k, dir.path());
         let before = std::fs::read(&m.disk).unwrap();
         let agent = Agent::new(&m.root, &m.disk);
-        let err = agent.apply_offline(&p.dir).expect_err(what).to_string();
+        let err = agent
+            .apply_offline(&p.dir, false)
+            .expect_err(what)
+            .to_string();
         assert!(err.contains(expect), "{what}: {err}");
         assert!(
             std::fs::read(&m.disk).unwrap() == before,
@@ -121,7 +124,7 @@ fn a_usr_bigger_than_the_slot_is_refused_before_writing() {
     );
     let before = std::fs::read(&m.disk).unwrap();
     let err = Agent::new(&m.root, &m.disk)
-        .apply_offline(&p.dir)
+        .apply_offline(&p.dir, false)
         .unwrap_err()
         .to_string();
     assert!(err.contains("holds only"), "{err}");
@@ -169,7 +172,7 @@ fn a_usr_not_matching_its_signed_manifest_leaves_the_slot_inert() {
     .unwrap();
     let usr_a = m.usr_a();
     let err = Agent::new(&m.root, &m.disk)
-        .apply_offline(&p.dir)
+        .apply_offline(&p.dir, false)
         .unwrap_err()
         .to_string();
     assert!(

@@ -18,7 +18,7 @@ pub struct Schedule {
 
 enum Work {
     Check(Option<mpsc::Sender<Reply>>),
-    Apply(std::path::PathBuf, mpsc::Sender<Reply>),
+    Apply(std::path::PathBuf, bool, mpsc::Sender<Reply>),
 }
 
 /// `interval` ± 10%, so a fleet does not check in lockstep.
@@ -75,8 +75,8 @@ fn worker(agent: Arc<Agent>, schedule: Schedule, rx: mpsc::Receiver<Work>) {
                     let _ = tx.send(reply(&agent, r));
                 }
             }
-            Work::Apply(dir, tx) => {
-                let r = agent.apply_offline(&dir);
+            Work::Apply(dir, allow_downgrade, tx) => {
+                let r = agent.apply_offline(&dir, allow_downgrade);
                 after_install(&agent, &r);
                 let _ = tx.send(reply(&agent, r));
             }
@@ -111,9 +111,12 @@ fn handle(agent: &Agent, work: &mpsc::Sender<Work>, stream: UnixStream) -> std::
             let _ = work.send(Work::Check(Some(tx)));
             rx.recv().unwrap_or_else(|_| gone(agent))
         }
-        Ok(Request::Apply { dir }) => {
+        Ok(Request::Apply {
+            dir,
+            allow_downgrade,
+        }) => {
             let (tx, rx) = mpsc::channel();
-            let _ = work.send(Work::Apply(dir, tx));
+            let _ = work.send(Work::Apply(dir, allow_downgrade, tx));
             rx.recv().unwrap_or_else(|_| gone(agent))
         }
     };

@@ -365,7 +365,16 @@ impl Agent {
             omaha::Event::new(EventType::UpdateDownloadStarted, EventResult::Success),
         );
         self.set(|s| s.current_op = Operation::Downloading);
-        let staging = self.state_dir().join("download").join(&version);
+        let downloads = self.state_dir().join("download");
+        // Partial downloads of versions no longer offered only take space.
+        if let Ok(entries) = std::fs::read_dir(&downloads) {
+            for e in entries.flatten() {
+                if e.file_name() != version.as_str() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let staging = downloads.join(&version);
         std::fs::create_dir_all(&staging).map_err(|source| Error::Io {
             path: staging.clone(),
             source,
@@ -396,7 +405,7 @@ impl Agent {
             conf,
             omaha::Event::new(EventType::UpdateDownloadFinished, EventResult::Success),
         );
-        let r = self.install(&staging);
+        let r = self.install(&staging, false);
         if let Err(Error::Install(slot_writer::Error::Payload(_))) = &r {
             // A payload that does not verify is useless: fetch it afresh next time.
             let _ = std::fs::remove_dir_all(&staging);
@@ -413,7 +422,11 @@ impl Agent {
     }
 
     /// Verifies and installs a payload directory into the inactive slot; records it as pending.
-    pub fn install(&self, dir: &Path) -> Result<crate::payload::Manifest, Error> {
+    pub fn install(
+        &self,
+        dir: &Path,
+        allow_downgrade: bool,
+    ) -> Result<crate::payload::Manifest, Error> {
         let running = self.running_version()?;
         let current = self.booted_slot()?;
         let trusted = self.trusted()?;
@@ -422,7 +435,7 @@ impl Agent {
             dir,
             &trusted,
             &running,
-            false,
+            allow_downgrade,
             current,
             &mut |phase, p| {
                 self.set(|s| {
@@ -453,11 +466,13 @@ impl Agent {
     }
 
     /// `-apply_payload DIR`: an offline payload, verified and installed like a download.
-    pub fn apply_offline(&self, dir: &Path) -> Result<Outcome, Error> {
+    pub fn apply_offline(&self, dir: &Path, allow_downgrade: bool) -> Result<Outcome, Error> {
         let conf = UpdateConf::load(&self.root)?;
-        let r = self.install(dir).map(|m| Outcome::Installed {
-            version: m.release.version,
-        });
+        let r = self
+            .install(dir, allow_downgrade)
+            .map(|m| Outcome::Installed {
+                version: m.release.version,
+            });
         // Offline machines may have no server: report only when one is configured.
         self.finish(&conf, &r);
         r

@@ -18,9 +18,12 @@ pub enum Request {
     Check {
         wait: bool,
     },
-    /// Verify and install an offline payload directory; answers when done.
+    /// Verify and install an offline payload directory; answers when done. An older version
+    /// than the running one only with `allow_downgrade`.
     Apply {
         dir: PathBuf,
+        #[serde(default)]
+        allow_downgrade: bool,
     },
 }
 

@@ -25,6 +25,9 @@ struct Cli {
     /// Verify and install an update payload directory (manifest.json, manifest.json.sig, *.zst).
     #[arg(long = "apply_payload", value_name = "DIR")]
     apply_payload: Option<PathBuf>,
+    /// With -apply_payload: accept a version older than (or equal to) the running one.
+    #[arg(long = "allow_downgrade", requires = "apply_payload")]
+    allow_downgrade: bool,
     /// update_engine's control socket.
     #[arg(long, default_value = ipc::SOCKET, env = "UPDATE_ENGINE_SOCKET")]
     socket: PathBuf,
@@ -49,6 +52,7 @@ fn main() -> Result<()> {
     let req = if let Some(dir) = cli.apply_payload {
         Request::Apply {
             dir: std::fs::canonicalize(&dir).unwrap_or(dir),
+            allow_downgrade: cli.allow_downgrade,
         }
     } else if cli.update {
         Request::Check { wait: true }
