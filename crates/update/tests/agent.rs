@@ -206,3 +206,31 @@ fn apply_payload_refuses_an_older_version_unless_allowed() {
     assert!(ok && out.contains("installed 0.9.0"), "{out}");
     m.assert_updated(&p);
 }
+
+#[test]
+fn a_payload_that_is_not_the_offered_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path());
+    let p = payload(dir.path(), "2.0.0", &k.signing, 100_000);
+    let data = dir.path().join("data");
+    let srv = server(&data, &[]);
+    srv.admin(&["publish", p.dir.to_str().unwrap(), "--channel", "stable"]);
+    drop(srv);
+    // A server whose records say 2.1.0 for 2.0.0's files.
+    std::fs::rename(data.join("payloads/2.0.0"), data.join("payloads/2.1.0")).unwrap();
+    let st = std::fs::read_to_string(data.join("state.json"))
+        .unwrap()
+        .replace("2.0.0", "2.1.0");
+    std::fs::write(data.join("state.json"), st).unwrap();
+    let srv = server(&data, &[]);
+    let m = machine(dir.path(), "1.0.0", &k.trusted_dir);
+    m.set_server(&srv.url);
+    let before = std::fs::read(&m.disk).unwrap();
+    let d = daemon(&m, dir.path(), "ue");
+    let (ok, out) = client(&d, &["-update"]);
+    assert!(
+        !ok && out.contains("offered 2.1.0 but its payload is 2.0.0"),
+        "{out}"
+    );
+    assert!(std::fs::read(&m.disk).unwrap() == before);
+}

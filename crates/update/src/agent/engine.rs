@@ -405,6 +405,25 @@ impl Agent {
             conf,
             omaha::Event::new(EventType::UpdateDownloadFinished, EventResult::Success),
         );
+        // The signed manifest must be the release the server offered (install checks the
+        // signature; this catches a server handing out the wrong files).
+        let mpath = staging.join(crate::payload::MANIFEST);
+        let staged: crate::payload::Manifest = std::fs::read(&mpath)
+            .map_err(|source| Error::Io {
+                path: mpath.clone(),
+                source,
+            })
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| Error::Payload(e.into())))?;
+        if staged.release.version != version {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(Error::Refused {
+                url,
+                status: format!(
+                    "offered {version} but its payload is {}",
+                    staged.release.version
+                ),
+            });
+        }
         let r = self.install(&staging, false);
         if let Err(Error::Install(slot_writer::Error::Payload(_))) = &r {
             // A payload that does not verify is useless: fetch it afresh next time.
