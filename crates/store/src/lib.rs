@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod core;
+pub mod loadgen;
 pub mod member;
 pub mod notify;
 pub mod server;

@@ -1,16 +1,17 @@
-//! `cargo xtask bench [build] [boot] [update]`: figures next to a peer measured in the same run on
-//! the same machine (these machines are noisy: read the ratios, not the absolute times).
+//! `cargo xtask bench [build] [boot] [update] [store]`: figures next to a peer measured in the same
+//! run on the same machine (these machines are noisy: read the ratios, not the absolute times).
 
 mod boot;
 mod build;
 mod peer;
+mod store;
 mod update;
 
 use anyhow::{bail, Result};
 
 #[derive(clap::Args)]
 pub struct Bench {
-    /// Which benchmarks: build, boot, update (default: build and boot).
+    /// Which benchmarks: build, boot, update, store (default: build and boot).
     which: Vec<String>,
 }
 
@@ -54,6 +55,7 @@ impl Bench {
                 "build" => rows.extend(build::run()?),
                 "boot" => rows.extend(boot::run()?),
                 "update" => rows.extend(update::run()?),
+                "store" => rows.extend(store::run()?),
                 other => bail!("unknown benchmark `{other}` (build, boot, update)"),
             }
         }

@@ -1,0 +1,75 @@
+//! `ferro-store-bench`: the v3 load generator behind `cargo xtask bench store`. Prints one JSON
+//! report (ops, errors, ops_per_sec, p50_ms, p99_ms) on stdout.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use store::loadgen::{self, Op, Spec};
+
+#[derive(Parser)]
+#[command(about = "Drive an etcd v3 endpoint with puts or range reads and report latency")]
+struct Cli {
+    /// The client URL, e.g. http://127.0.0.1:2379.
+    #[arg(long)]
+    endpoint: String,
+    /// put, range (linearizable) or range-serializable.
+    #[arg(long, default_value = "put")]
+    op: String,
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    #[arg(long, default_value_t = 1)]
+    conns: usize,
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 1000)]
+    key_space: u64,
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Write every key once before the timed run.
+    #[arg(long)]
+    fill: bool,
+    /// How long to wait for the server to answer before starting.
+    #[arg(long, default_value_t = 20.0)]
+    wait_seconds: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let op = match cli.op.as_str() {
+        "put" => Op::Put,
+        "range" => Op::Range {
+            serializable: false,
+        },
+        "range-serializable" => Op::Range { serializable: true },
+        other => anyhow::bail!("unknown --op {other:?} (put, range, range-serializable)"),
+    };
+    let spec = Spec {
+        endpoint: cli.endpoint,
+        op,
+        clients: cli.clients,
+        conns: cli.conns,
+        duration: Duration::from_secs_f64(cli.seconds),
+        key_space: cli.key_space,
+        value_size: cli.value_size,
+    };
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let report = rt.block_on(async {
+        loadgen::wait_ready(&spec.endpoint, Duration::from_secs_f64(cli.wait_seconds)).await?;
+        if cli.fill {
+            loadgen::fill(&spec).await?;
+        }
+        loadgen::run(&spec).await
+    })?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
