@@ -73,6 +73,13 @@ impl Server {
         let mut tasks = tokio::task::JoinSet::new();
         for l in self.listeners {
             let app = self.router.clone();
+            // Without TCP_NODELAY, a gRPC answer written as headers + data waits for the
+            // client's delayed ACK (~40 ms per read), as Go's net package never does.
+            let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "setting TCP_NODELAY");
+                }
+            });
             tasks.spawn(async move { axum::serve(l, app).await });
         }
         if let Err(e) = crate::notify::ready() {
