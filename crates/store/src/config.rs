@@ -136,8 +136,12 @@ pub struct Config {
 pub enum ConfigError {
     #[error("{flag} is not supported by this version of ferro-store yet")]
     Unsupported { flag: &'static str },
-    #[error("--initial-cluster names {0} members; only a single-member cluster is supported yet")]
-    Cluster(usize),
+    #[error("invalid --initial-cluster entry {0:?} (expected name=http://host:port)")]
+    ClusterEntry(String),
+    #[error("--initial-cluster does not name this member ({0:?})")]
+    NotInCluster(String),
+    #[error("--initial-cluster-state must be new or existing, not {0:?}")]
+    ClusterState(String),
     #[error("invalid URL {0:?} (expected http://host:port)")]
     Url(String),
 }
@@ -180,10 +184,18 @@ impl Config {
         if let Some((flag, _)) = tls.iter().find(|(_, set)| *set) {
             return Err(ConfigError::Unsupported { flag });
         }
-        if let Some(c) = &self.initial_cluster {
-            let n = c.split(',').filter(|m| !m.trim().is_empty()).count();
-            if n > 1 {
-                return Err(ConfigError::Cluster(n));
+        let members = self.initial_members()?;
+        if !members.iter().any(|(n, _)| *n == self.name) {
+            return Err(ConfigError::NotInCluster(self.name.clone()));
+        }
+        if !matches!(self.initial_cluster_state.as_str(), "new" | "existing") {
+            return Err(ConfigError::ClusterState(
+                self.initial_cluster_state.clone(),
+            ));
+        }
+        for (_, urls) in &members {
+            for u in urls {
+                host_port(u).ok_or_else(|| ConfigError::Url(u.clone()))?;
             }
         }
         for u in self.client_listeners()? {
@@ -193,6 +205,35 @@ impl Config {
     }
 
     /// `host:port` of every client listener.
+    /// `--initial-cluster` as (name, peer URLs) in first-seen order; a name may repeat to give a
+    /// member several URLs, as in etcd. Without the flag: this member alone, at its advertised
+    /// peer URLs.
+    pub fn initial_members(&self) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+        let Some(c) = &self.initial_cluster else {
+            return Ok(vec![(self.name.clone(), self.peer_urls())]);
+        };
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for entry in split_urls(c) {
+            let (name, url) = entry
+                .split_once('=')
+                .filter(|(n, u)| !n.is_empty() && !u.is_empty())
+                .ok_or_else(|| ConfigError::ClusterEntry(entry.clone()))?;
+            match out.iter_mut().find(|(n, _)| n == name) {
+                Some((_, urls)) => urls.push(url.to_string()),
+                None => out.push((name.to_string(), vec![url.to_string()])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where to listen for peers.
+    pub fn peer_listeners(&self) -> Result<Vec<String>, ConfigError> {
+        split_urls(&self.listen_peer_urls)
+            .into_iter()
+            .map(|u| host_port(&u).ok_or(ConfigError::Url(u)))
+            .collect()
+    }
+
     pub fn client_listeners(&self) -> Result<Vec<String>, ConfigError> {
         split_urls(&self.listen_client_urls)
             .into_iter()
@@ -273,9 +314,35 @@ mod tests {
     }
 
     #[test]
-    fn tls_and_clusters_are_refused_not_ignored() {
+    fn tls_is_refused_not_ignored() {
         assert!(parse(&["--cert-file", "x"]).unwrap().check().is_err());
-        let c = parse(&["--initial-cluster", "a=http://1:2380,b=http://2:2380"]).unwrap();
-        assert!(matches!(c.check(), Err(ConfigError::Cluster(2))));
+    }
+
+    #[test]
+    fn initial_cluster_parses_like_etcd() {
+        let c = parse(&[
+            "--name",
+            "b",
+            "--initial-cluster",
+            "a=http://1:2380,b=http://2:2380,b=http://3:2380",
+        ])
+        .unwrap();
+        c.check().unwrap();
+        let m = c.initial_members().unwrap();
+        assert_eq!(m[0], ("a".into(), vec!["http://1:2380".into()]));
+        assert_eq!(
+            m[1],
+            (
+                "b".into(),
+                vec!["http://2:2380".into(), "http://3:2380".into()]
+            )
+        );
+        let other = parse(&["--name", "c", "--initial-cluster", "a=http://1:2380"]).unwrap();
+        assert!(matches!(other.check(), Err(ConfigError::NotInCluster(_))));
+        let bad = parse(&["--name", "a", "--initial-cluster", "a"]).unwrap();
+        assert!(matches!(bad.check(), Err(ConfigError::ClusterEntry(_))));
+        // Without the flag, this member alone.
+        let alone = parse(&["--name", "x"]).unwrap();
+        assert_eq!(alone.initial_members().unwrap()[0].0, "x");
     }
 }

@@ -1,13 +1,14 @@
 //! An etcd-compatible key-value store: etcd's v2 keys API over HTTP and its v3 gRPC API on one
-//! port, etcd's flags, and a durable (fsynced) log under a deterministic state machine.
+//! port, etcd's flags, and a deterministic state machine replicated by Raft (openraft) over a
+//! durable (fsynced) log.
 
 pub mod config;
 pub mod core;
 pub mod loadgen;
 pub mod member;
 pub mod notify;
+pub mod raft;
 pub mod server;
 pub mod state;
 pub mod v2;
 pub mod v3;
-pub mod wal;

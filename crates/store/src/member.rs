@@ -36,6 +36,16 @@ impl Member {
         }
     }
 
+    /// The cluster ID from every initial member's ID (sorted) and the token, so that all
+    /// members agree on it; for one member it is what a lone member always had.
+    pub fn set_cluster(&mut self, member_ids: &[u64], token: &str) {
+        let mut hex: Vec<String> = member_ids.iter().map(|id| format!("{id:x}")).collect();
+        hex.sort();
+        let mut parts: Vec<&str> = hex.iter().map(String::as_str).collect();
+        parts.push(token);
+        self.cluster_id = id_of(&parts);
+    }
+
     pub fn id_hex(&self) -> String {
         format!("{:x}", self.id)
     }

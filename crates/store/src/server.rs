@@ -1,5 +1,6 @@
 //! Starting a member: recover the log, bind the client listeners, serve until a signal.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -8,34 +9,65 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::core::Core;
 use crate::member::Member;
+use crate::raft::PeerNode;
 use crate::{v2, v3};
 
 /// A running server bound to its client listeners.
 pub struct Server {
     pub core: Arc<Core>,
+    pub member: Arc<Member>,
     pub router: axum::Router,
     pub listeners: Vec<TcpListener>,
+    pub peer_listeners: Vec<TcpListener>,
 }
 
 impl Server {
     pub async fn bind(cfg: &Config) -> anyhow::Result<Server> {
         cfg.check()?;
         let data_dir = cfg.data_dir();
-        let member = Arc::new(Member::new(
-            &cfg.name,
-            cfg.peer_urls(),
-            cfg.advertise_client_urls(),
-            &cfg.initial_cluster_token,
-        ));
+        let token = &cfg.initial_cluster_token;
+        // Every member derives every member's ID from --initial-cluster, as etcd does.
+        let initial: Vec<(u64, PeerNode)> = cfg
+            .initial_members()?
+            .into_iter()
+            .map(|(name, urls)| {
+                let id = Member::new(&name, urls.clone(), Vec::new(), token).id;
+                (
+                    id,
+                    PeerNode {
+                        name,
+                        peer_urls: urls,
+                    },
+                )
+            })
+            .collect();
+        let own_urls = initial
+            .iter()
+            .find(|(_, n)| n.name == cfg.name)
+            .map(|(_, n)| n.peer_urls.clone())
+            .unwrap_or_else(|| cfg.peer_urls());
+        let mut member = Member::new(&cfg.name, own_urls, cfg.advertise_client_urls(), token);
+        let ids: Vec<u64> = initial.iter().map(|(id, _)| *id).collect();
+        member.set_cluster(&ids, token);
+        let member = Arc::new(member);
         let (cluster_id, member_id) = (member.cluster_id, member.id);
+        let term = Arc::new(AtomicU64::new(0));
+        let header_term = Arc::clone(&term);
         let header: crate::core::HeaderFn =
             Arc::new(move |revision| v3::pb::etcdserverpb::ResponseHeader {
                 cluster_id,
                 member_id,
                 revision,
-                raft_term: v2::TERM,
+                raft_term: header_term.load(Ordering::Relaxed),
             });
-        let core = Core::open(&data_dir, cfg.snapshot_count, header)
+        let opts = crate::core::Options {
+            id: member_id,
+            snapshot_count: cfg.snapshot_count,
+            heartbeat_ms: cfg.heartbeat_interval,
+            election_ms: cfg.election_timeout,
+        };
+        let core = Core::open(&data_dir, opts, header, term)
+            .await
             .with_context(|| format!("opening the data dir {}", data_dir.display()))?;
         let grpc = v3::router(
             Arc::clone(&core),
@@ -48,7 +80,7 @@ impl Server {
         );
         let ctx = v2::Ctx {
             core: Arc::clone(&core),
-            member,
+            member: Arc::clone(&member),
             enable_v2: cfg.enable_v2,
         };
         let router = v2::router(ctx, grpc);
@@ -60,17 +92,56 @@ impl Server {
             tracing::info!(%addr, "serving client requests");
             listeners.push(l);
         }
+        // A lone member exchanges nothing with peers: it does not take the peer port.
+        let mut peer_listeners = Vec::new();
+        if initial.len() > 1 {
+            for addr in cfg.peer_listeners()? {
+                let l = TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("listening for peers on {addr}"))?;
+                tracing::info!(%addr, "serving peers");
+                peer_listeners.push(l);
+            }
+        }
+        let raft = core.raft();
+        if cfg.initial_cluster_state == "new"
+            && !raft.is_initialized().await.context("asking raft")?
+        {
+            let members: std::collections::BTreeMap<u64, PeerNode> = initial.into_iter().collect();
+            let lone = members.len() == 1;
+            // Every member initialises with the same membership: the first entry is identical
+            // everywhere, so whoever wins the first election the logs agree.
+            if let Err(e) = raft.initialize(members).await {
+                tracing::debug!(error = %e, "initialising the cluster");
+            }
+            if lone {
+                let _ = raft.trigger().elect().await;
+            }
+        } else if core.lock().membership.voter_ids().eq([member_id]) {
+            // A lone member restarting elects itself at once instead of after a timeout.
+            let _ = raft.trigger().elect().await;
+        }
         Ok(Server {
             core,
+            member,
             router,
             listeners,
+            peer_listeners,
         })
     }
 
     /// Serves until SIGINT/SIGTERM.
     pub async fn run(self) -> anyhow::Result<()> {
         tokio::spawn(Arc::clone(&self.core).expire_loop());
+        tokio::spawn(publish(Arc::clone(&self.core), Arc::clone(&self.member)));
         let mut tasks = tokio::task::JoinSet::new();
+        for l in self.peer_listeners {
+            let app = crate::raft::peer::router(Arc::clone(&self.core));
+            let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            tasks.spawn(async move { axum::serve(l, app).await });
+        }
         for l in self.listeners {
             let app = self.router.clone();
             // Without TCP_NODELAY, a gRPC answer written as headers + data waits for the
@@ -93,5 +164,31 @@ impl Server {
             Some(r) = tasks.join_next() => r.context("client listener task")?.context("serving clients")?,
         }
         Ok(())
+    }
+}
+
+/// Publishes this member's name and client URLs through the log (until it succeeds), so that
+/// every member lists them, as etcd's publish does.
+async fn publish(core: Arc<Core>, member: Arc<Member>) {
+    loop {
+        let published = core
+            .lock()
+            .state
+            .members
+            .get(&member.id)
+            .is_some_and(|p| p.name == member.name && p.client_urls == member.client_urls);
+        if published {
+            return;
+        }
+        let cmd = crate::state::Command::Publish {
+            id: member.id,
+            name: member.name.clone(),
+            client_urls: member.client_urls.clone(),
+        };
+        match core.propose(cmd).await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(error = %e, "publishing our client URLs; retrying"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }

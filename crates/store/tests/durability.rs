@@ -201,5 +201,5 @@ fn unknown_flags_fail_and_env_configures() {
     let m = members.expect("the server never answered");
     assert_eq!(m["members"][0]["name"], "from-env");
     assert_eq!(m["members"][0]["clientURLs"][0], url.as_str());
-    assert!(dir.path().join("member/store.redb").exists());
+    assert!(dir.path().join("member/raft.redb").exists());
 }

@@ -64,6 +64,12 @@ pub enum Command {
         now: i64,
     },
     V3(V3Request),
+    /// A member's client URLs, published through the log once it runs (as etcd's publish).
+    Publish {
+        id: u64,
+        name: String,
+        client_urls: Vec<String>,
+    },
 }
 
 /// A v3 write as it goes through the log: the client's protobuf request, as sent.
@@ -100,6 +106,14 @@ pub enum Output {
     Expired(usize),
     /// The result and the store revision right after it.
     V3(Result<(mvcc::V3Result, i64), mvcc::V3Error>),
+    Published,
+}
+
+/// What a member published about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub name: String,
+    pub client_urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +121,8 @@ pub struct State {
     pub v2: V2Store,
     #[serde(default)]
     pub v3: mvcc::Mvcc,
+    #[serde(default)]
+    pub members: std::collections::BTreeMap<u64, Published>,
 }
 
 impl State {
@@ -115,6 +131,18 @@ impl State {
             Command::V2(r) => Output::V2(self.apply_v2(r)),
             Command::V2Expire { now } => Output::Expired(self.v2.delete_expired(*now).len()),
             Command::V3(r) => Output::V3(self.apply_v3(r).map(|x| (x, self.v3.revision()))),
+            Command::Publish {
+                id,
+                name,
+                client_urls,
+            } => {
+                let p = Published {
+                    name: name.clone(),
+                    client_urls: client_urls.clone(),
+                };
+                self.members.insert(*id, p);
+                Output::Published
+            }
         }
     }
 

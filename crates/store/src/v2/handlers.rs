@@ -10,7 +10,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::request::{self, Form, KeyRequest};
-use super::{Ctx, TERM};
+use super::Ctx;
 use crate::core::{now_nanos, Watch};
 use crate::state::error::{V2Error, RAFT_INTERNAL};
 use crate::state::event::{Event, COMPARE_AND_SWAP, CREATE, SET, UPDATE};
@@ -42,7 +42,7 @@ fn index_headers(h: &mut HeaderMap, ctx: &Ctx, etcd_index: u64, log_index: u64) 
     );
     h.insert("x-etcd-index", etcd_index.into());
     h.insert("x-raft-index", log_index.into());
-    h.insert("x-raft-term", TERM.into());
+    h.insert("x-raft-term", ctx.core.term().into());
     if let Ok(v) = HeaderValue::from_str(&ctx.member.cluster_id_hex()) {
         h.insert("x-etcd-cluster-id", v);
     }

@@ -54,14 +54,21 @@ struct MemberJson {
     client_urls: Vec<String>,
 }
 
-fn member_json(ctx: &Ctx) -> MemberJson {
-    let m = &ctx.member;
+fn member_json(m: crate::core::MemberInfo) -> MemberJson {
     MemberJson {
-        id: m.id_hex(),
-        name: m.name.clone(),
-        peer_urls: m.peer_urls.clone(),
-        client_urls: m.client_urls.clone(),
+        id: format!("{:x}", m.id),
+        name: m.name,
+        peer_urls: m.peer_urls,
+        client_urls: m.client_urls,
     }
+}
+
+/// The leader's entry, or this member's while there is none.
+fn leader_info(ctx: &Ctx) -> crate::core::MemberInfo {
+    let leader = ctx.core.leader_id().unwrap_or(ctx.member.id);
+    let mut ms = ctx.core.members_with(&ctx.member);
+    let i = ms.iter().position(|m| m.id == leader).unwrap_or(0);
+    ms.swap_remove(i)
 }
 
 pub async fn members(State(ctx): State<Ctx>) -> Response {
@@ -70,16 +77,27 @@ pub async fn members(State(ctx): State<Ctx>) -> Response {
         members: Vec<MemberJson>,
     }
     json_response(&Members {
-        members: vec![member_json(&ctx)],
+        members: ctx
+            .core
+            .members_with(&ctx.member)
+            .into_iter()
+            .map(member_json)
+            .collect(),
     })
 }
 
 pub async fn leader(State(ctx): State<Ctx>) -> Response {
-    json_response(&member_json(&ctx))
+    json_response(&member_json(leader_info(&ctx)))
 }
 
 pub async fn machines(State(ctx): State<Ctx>) -> Response {
-    ctx.member.client_urls.join(", ").into_response()
+    let urls: Vec<String> = ctx
+        .core
+        .members_with(&ctx.member)
+        .into_iter()
+        .flat_map(|m| m.client_urls)
+        .collect();
+    urls.join(", ").into_response()
 }
 
 /// Go's `time.Duration.String()` for non-negative durations.
@@ -128,10 +146,14 @@ pub async fn stats_self(State(ctx): State<Ctx>) -> Response {
     json_response(&SelfStats {
         name: m.name.clone(),
         id: m.id_hex(),
-        state: "StateLeader",
+        state: if ctx.core.is_leader() {
+            "StateLeader"
+        } else {
+            "StateFollower"
+        },
         start_time: rfc3339_nanos(m.start_time),
         leader_info: LeaderInfo {
-            leader: m.id_hex(),
+            leader: format!("{:x}", ctx.core.leader_id().unwrap_or(m.id)),
             uptime: go_duration(now_nanos() - m.start_time),
             start_time: rfc3339_nanos(m.start_time),
         },
@@ -157,7 +179,7 @@ pub async fn stats_leader(State(ctx): State<Ctx>) -> Response {
         followers: std::collections::BTreeMap<String, ()>,
     }
     json_response(&LeaderStats {
-        leader: ctx.member.id_hex(),
+        leader: format!("{:x}", ctx.core.leader_id().unwrap_or(ctx.member.id)),
         followers: Default::default(),
     })
 }

@@ -14,9 +14,6 @@ use axum::Router;
 use crate::core::Core;
 use crate::member::Member;
 
-/// The log term reported in `X-Raft-Term` (a single member never holds an election).
-pub const TERM: u64 = 1;
-
 #[derive(Clone)]
 pub struct Ctx {
     pub core: Arc<Core>,

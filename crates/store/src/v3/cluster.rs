@@ -1,4 +1,4 @@
-//! The Cluster and Maintenance services (single member: the member list is this member).
+//! The Cluster and Maintenance services (the member list is Raft's membership).
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -23,18 +23,22 @@ impl Cluster {
         (self.core.header)(rev)
     }
 
-    fn member_pb(&self) -> pb::Member {
-        pb::Member {
-            id: self.member.id,
-            name: self.member.name.clone(),
-            peer_ur_ls: self.member.peer_urls.clone(),
-            client_ur_ls: self.member.client_urls.clone(),
-            is_learner: false,
-        }
+    fn members_pb(&self) -> Vec<pb::Member> {
+        self.core
+            .members_with(&self.member)
+            .into_iter()
+            .map(|m| pb::Member {
+                id: m.id,
+                name: m.name,
+                peer_ur_ls: m.peer_urls,
+                client_ur_ls: m.client_urls,
+                is_learner: false,
+            })
+            .collect()
     }
 
     fn db_size(&self) -> i64 {
-        std::fs::metadata(self.data_dir.join("member/store.redb")).map_or(0, |m| m.len() as i64)
+        std::fs::metadata(self.data_dir.join("member/raft.redb")).map_or(0, |m| m.len() as i64)
     }
 
     fn kv_hash(&self) -> u32 {
@@ -55,7 +59,7 @@ impl pb::cluster_server::Cluster for Arc<Cluster> {
     ) -> Result<Response<pb::MemberListResponse>, Status> {
         Ok(Response::new(pb::MemberListResponse {
             header: Some(self.header()),
-            members: vec![self.member_pb()],
+            members: self.members_pb(),
         }))
     }
 }
@@ -82,9 +86,9 @@ impl pb::maintenance_server::Maintenance for Arc<Cluster> {
             header: Some(self.header()),
             version: SERVER_VERSION.into(),
             db_size: size,
-            leader: self.member.id,
+            leader: self.core.leader_id().unwrap_or(0),
             raft_index: applied,
-            raft_term: crate::v2::TERM,
+            raft_term: self.core.term(),
             raft_applied_index: applied,
             errors: Vec::new(),
             db_size_in_use: size,
