@@ -37,3 +37,8 @@ pub fn lease_provided() -> Status {
 pub fn stopped() -> Status {
     Status::unavailable("etcdserver: server stopped")
 }
+
+/// What etcd answers when a request needs the leader and there is none reachable.
+pub fn no_leader() -> Status {
+    Status::unavailable("etcdserver: no leader")
+}

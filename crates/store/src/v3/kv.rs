@@ -66,7 +66,14 @@ impl pb::kv_server::Kv for Kv {
     ) -> Result<Response<pb::RangeResponse>, Status> {
         let r = req.into_inner();
         check::range(&r)?;
-        // A single member has applied every acknowledged write: local reads are linearizable.
+        // Linearizable: first apply everything the leader had committed (ReadIndex).
+        // Serializable: whatever this member has applied.
+        if !r.serializable {
+            self.core
+                .read_barrier()
+                .await
+                .map_err(|_| errors::no_leader())?;
+        }
         let (res, rev) = {
             let inner = self.core.lock();
             (inner.state.v3.range(&r), inner.state.v3.revision())
