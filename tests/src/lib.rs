@@ -36,6 +36,8 @@ pub struct ImageInfo {
     pub kernel: PathBuf,
     pub usr_a_offset: u64,
     pub partuuids: std::collections::BTreeMap<String, String>,
+    pub pxe_kernel: PathBuf,
+    pub pxe_initramfs: PathBuf,
 }
 
 fn workspace() -> PathBuf {
@@ -67,6 +69,9 @@ pub struct Setup {
     pub user_data_extra: String,
     /// Boot a kernel directly instead of the disk's boot loader (the benchmark's peer).
     pub direct_kernel: Option<qemu_runner::DirectKernel>,
+    /// Boot from the network (iPXE over QEMU's user network) before the disk.
+    pub netboot: Option<qemu_runner::Netboot>,
+    pub memory_mib: u32,
 }
 
 impl Default for Setup {
@@ -76,6 +81,8 @@ impl Default for Setup {
             disk_size: None,
             user_data_extra: String::new(),
             direct_kernel: None,
+            netboot: None,
+            memory_mib: 1536,
         }
     }
 }
@@ -123,6 +130,28 @@ impl Machine {
                 .open(&disk)?
                 .set_len(size)?;
         }
+        Machine::with_disk(name, dir, disk, probe_kernel, setup, key)
+    }
+
+    /// A machine whose only disk is blank (`setup.disk_size`, default 4 GiB): for network and
+    /// live boots, and as an installer's target.
+    pub fn create_blank(name: &str, setup: Setup) -> Result<Machine> {
+        let dir = logs_dir(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let disk = dir.join("disk.img");
+        std::fs::File::create(&disk)?.set_len(setup.disk_size.unwrap_or(4 << 30))?;
+        Machine::with_disk(name, dir, disk, &image().kernel, setup, None)
+    }
+
+    fn with_disk(
+        name: &str,
+        dir: PathBuf,
+        disk: PathBuf,
+        probe_kernel: &Path,
+        setup: Setup,
+        key: Option<PathBuf>,
+    ) -> Result<Machine> {
         let mut extra_drives = Vec::new();
         let key = match key {
             Some(k) => k,
@@ -148,13 +177,14 @@ impl Machine {
         let cfg = VmConfig {
             disk: disk.clone(),
             firmware: setup.firmware,
-            memory_mib: 1536,
+            memory_mib: setup.memory_mib,
             cpus: 1,
             extra_drives,
             console_log: Some(dir.join("console.log")),
             ssh_port: qemu_runner::free_port()?,
             probe_kernel: probe_kernel.to_path_buf(),
             direct_kernel: setup.direct_kernel,
+            netboot: setup.netboot,
         };
         Ok(Machine {
             name: name.into(),

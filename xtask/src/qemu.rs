@@ -92,6 +92,7 @@ impl Qemu {
             ssh_port: self.ssh_port,
             probe_kernel: kernel.bzimage,
             direct_kernel: None,
+            netboot: None,
         };
         eprintln!(
             "qemu: Ferrocore {} build {}; ssh -p {} core@127.0.0.1; quit with Ctrl-A X",

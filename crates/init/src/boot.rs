@@ -1,6 +1,6 @@
 //! The boot sequence: early mounts, `/usr` from the verity device, ROOT, first boot, switch_root.
 
-use crate::{cmdline::Cmdline, firstboot, log, partitions};
+use crate::{cmdline::Cmdline, firstboot, live, log, partitions};
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 use std::ffi::CString;
@@ -29,19 +29,31 @@ pub fn mount_early() -> Result<()> {
 }
 
 pub fn run(cmdline: &Cmdline) -> Result<()> {
-    let slot = cmdline.slot().unwrap_or("?");
-    log::info(&format!("booting slot USR-{slot}"));
     let sys = Path::new(SYS_BLOCK);
+    let live = live::is_live();
+    if live {
+        // PXE/ISO: /usr comes from the initramfs and ROOT lives in RAM.
+        log::info("live system: /usr from the initramfs, ROOT in RAM");
+        live::setup_usr(USR_DM_NAME)?;
+    } else {
+        let slot = cmdline.slot().unwrap_or("?");
+        log::info(&format!("booting slot USR-{slot}"));
+    }
 
     let usr = partitions::wait_for("the verity device for /usr", DEVICE_TIMEOUT, || {
         partitions::find_dm(sys, USR_DM_NAME)
     })
     .context("dm-verity did not set up /usr: is dm-mod.create= on the command line, and is the slot written?")?;
-    let root = partitions::wait_for("the partition labelled ROOT", DEVICE_TIMEOUT, || {
-        partitions::find_by_partlabel(sys, "ROOT")
-    })?;
-
-    mount_fs(&root.to_string_lossy(), SYSROOT, "ext4", MsFlags::empty())?;
+    let root = if live {
+        mount_fs("tmpfs", SYSROOT, "tmpfs", MsFlags::empty())?;
+        "tmpfs".into()
+    } else {
+        let root = partitions::wait_for("the partition labelled ROOT", DEVICE_TIMEOUT, || {
+            partitions::find_by_partlabel(sys, "ROOT")
+        })?;
+        mount_fs(&root.to_string_lossy(), SYSROOT, "ext4", MsFlags::empty())?;
+        root
+    };
     mount_fs(
         &usr.to_string_lossy(),
         &format!("{SYSROOT}/usr"),
@@ -60,6 +72,9 @@ pub fn run(cmdline: &Cmdline) -> Result<()> {
         let id = firstboot::new_machine_id()?;
         log::info(&format!("first boot: preparing ROOT, machine-id {id}"));
         firstboot::prepare(sysroot, &id).context("preparing ROOT on first boot")?;
+    }
+    if live {
+        live::mask_disk_units(sysroot)?;
     }
     switch_root(cmdline.next_init())
 }

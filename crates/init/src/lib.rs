@@ -4,5 +4,6 @@
 pub mod boot;
 pub mod cmdline;
 pub mod firstboot;
+pub mod live;
 pub mod log;
 pub mod partitions;

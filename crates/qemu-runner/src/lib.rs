@@ -125,6 +125,15 @@ pub struct VmConfig {
     pub probe_kernel: PathBuf,
     /// Boot this kernel directly (QEMU's -kernel/-initrd/-append) instead of the disk's loader.
     pub direct_kernel: Option<DirectKernel>,
+    /// Boot from the network first: QEMU's user network serves `tftp_dir` over TFTP and
+    /// offers `bootfile` by DHCP to the NIC's iPXE ROM.
+    pub netboot: Option<Netboot>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Netboot {
+    pub tftp_dir: PathBuf,
+    pub bootfile: String,
 }
 
 #[derive(Clone, Debug)]
@@ -182,10 +191,12 @@ impl Vm {
             c.arg("-initrd").arg(&d.initrd);
             c.args(["-append", &d.append]);
         }
-        c.args([
-            "-netdev",
-            &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", cfg.ssh_port),
-        ]);
+        let mut netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", cfg.ssh_port);
+        if let Some(n) = &cfg.netboot {
+            netdev += &format!(",tftp={},bootfile={}", n.tftp_dir.display(), n.bootfile);
+            c.args(["-boot", "order=n"]);
+        }
+        c.args(["-netdev", &netdev]);
         c.args([
             "-device",
             "virtio-net-pci,netdev=n0",

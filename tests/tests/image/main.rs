@@ -4,5 +4,6 @@ mod boot;
 mod cloudinit;
 mod cloudinit_url;
 mod docker;
+mod pxe;
 mod slots;
 mod verity;

@@ -35,22 +35,52 @@ fn entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u32), d
 
 /// Writes `initrd` with `/init` = `init_binary`.
 pub fn write(init_binary: &Path, initrd: &Path) -> Result<()> {
+    let out = archive(init_binary, &[])?;
+    let mut f = std::fs::File::create(initrd)?;
+    f.write_all(&out)?;
+    Ok(())
+}
+
+/// The live initramfs (PXE, ISO): the init plus `/usr` as an EROFS + verity image and its table
+/// (`/ferrocore/usr.img`, `/ferrocore/usr.table`), zstd-compressed for the kernel to unpack.
+pub fn write_live(init_binary: &Path, usr_img: &Path, table: &str, out: &Path) -> Result<()> {
+    let usr = std::fs::read(usr_img).with_context(|| format!("reading {}", usr_img.display()))?;
+    let cpio = archive(
+        init_binary,
+        &[
+            ("ferrocore/usr.img", &usr),
+            ("ferrocore/usr.table", table.as_bytes()),
+        ],
+    )?;
+    let f = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut z = zstd::Encoder::new(f, 3)?;
+    // The kernel's unzstd needs the content size or a small window; checksums help spot a bad download.
+    z.include_checksum(true)?;
+    z.write_all(&cpio)?;
+    z.finish()?.sync_all()?;
+    Ok(())
+}
+
+fn archive(init_binary: &Path, files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
     let init =
         std::fs::read(init_binary).with_context(|| format!("reading {}", init_binary.display()))?;
     let mut out = Vec::with_capacity(init.len() + 4096);
     const DIR: u32 = 0o040755;
     let mut ino = 1;
-    for dir in ["dev", "proc", "sys", "sysroot", "run"] {
+    for dir in ["dev", "proc", "sys", "sysroot", "run", "ferrocore"] {
         entry(&mut out, ino, dir, DIR, (0, 0), &[]);
         ino += 1;
     }
     // The kernel opens /dev/console for PID 1's stdio before we can mount devtmpfs.
     entry(&mut out, ino, "dev/console", 0o020600, (5, 1), &[]);
     entry(&mut out, ino + 1, "init", 0o100755, (0, 0), &init);
+    ino += 2;
+    for (name, data) in files {
+        entry(&mut out, ino, name, 0o100644, (0, 0), data);
+        ino += 1;
+    }
     entry(&mut out, 0, "TRAILER!!!", 0, (0, 0), &[]);
-    let mut f = std::fs::File::create(initrd)?;
-    f.write_all(&out)?;
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]

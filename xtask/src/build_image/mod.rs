@@ -59,6 +59,9 @@ pub struct ImageInfo {
     pub raw_allocated_bytes: u64,
     pub qcow2_bytes: u64,
     pub partuuids: BTreeMap<String, String>,
+    /// Live system for PXE/iPXE: the kernel and an initramfs carrying the verity-checked /usr.
+    pub pxe_kernel: PathBuf,
+    pub pxe_initramfs: PathBuf,
 }
 
 impl ImageInfo {
@@ -116,6 +119,7 @@ impl BuildImage {
                 && info.raw.exists()
                 && info.qcow2.exists()
                 && info.payload.exists()
+                && info.pxe_initramfs.exists()
             {
                 eprintln!("image: up to date (build {build_id})");
                 print_outputs(&info);
@@ -301,6 +305,18 @@ impl BuildImage {
             &root_img,
         )?;
 
+        // PXE: the same kernel and /usr, booted from RAM (see board/pxe/).
+        let pxe_kernel = stage.join(format!("{base}-pxe.vmlinuz"));
+        let pxe_initramfs = stage.join(format!("{base}-pxe.cpio.zst"));
+        eprintln!("image: writing the live PXE initramfs");
+        std::fs::copy(&kernel.bzimage, &pxe_kernel)?;
+        initrd::write_live(
+            &init,
+            &usr_img,
+            &vtree.kernel_table(init::live::DEVICE_PLACEHOLDER),
+            &pxe_initramfs,
+        )?;
+
         let qcow2 = stage.join(format!("{base}.qcow2"));
         eprintln!("image: converting to qcow2 (compressed)");
         convert_qcow2(&raw, &qcow2)?;
@@ -353,6 +369,8 @@ impl BuildImage {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.to_string()))
                 .collect(),
+            pxe_kernel: out_dir.join(pxe_kernel.file_name().expect("named")),
+            pxe_initramfs: out_dir.join(pxe_initramfs.file_name().expect("named")),
         };
         publish(&out_dir, &stage, &info)?;
         let _ = std::fs::remove_dir_all(&work);
@@ -408,7 +426,14 @@ pub fn allocated(path: &Path) -> Result<u64> {
 /// Moves the staged files into `out_dir`, then writes `image.json` (the commit point), then removes
 /// older builds' files.
 fn publish(out_dir: &Path, stage: &Path, info: &ImageInfo) -> Result<()> {
-    for f in [&info.raw, &info.qcow2, &info.payload] {
+    let outputs = [
+        &info.raw,
+        &info.qcow2,
+        &info.payload,
+        &info.pxe_kernel,
+        &info.pxe_initramfs,
+    ];
+    for f in outputs {
         let name = f.file_name().expect("named");
         if f.is_dir() {
             std::fs::remove_dir_all(f)?;
@@ -419,12 +444,7 @@ fn publish(out_dir: &Path, stage: &Path, info: &ImageInfo) -> Result<()> {
     std::fs::write(&json, serde_json::to_string_pretty(info)?)?;
     std::fs::rename(&json, out_dir.join("image.json"))?;
     std::fs::remove_dir_all(stage)?;
-    let keep = [
-        info.raw.clone(),
-        info.qcow2.clone(),
-        info.payload.clone(),
-        out_dir.join("image.json"),
-    ];
+    let keep: Vec<PathBuf> = outputs.iter().map(|p| p.to_path_buf()).collect();
     for entry in std::fs::read_dir(out_dir)? {
         let p = entry?.path();
         let name = p
@@ -466,6 +486,11 @@ fn print_outputs(info: &ImageInfo) {
         "  payload: {} ({} MiB, signed)",
         info.payload.display(),
         info.payload_bytes / MIB
+    );
+    println!(
+        "  pxe:   {} + {}",
+        info.pxe_kernel.display(),
+        info.pxe_initramfs.display()
     );
 }
 
