@@ -121,6 +121,20 @@ impl Server {
             // A lone member restarting elects itself at once instead of after a timeout.
             let _ = raft.trigger().elect().await;
         }
+        if core.lock().membership.voter_ids().eq([member_id]) {
+            // A lone member serves once it leads and has applied its whole log, so that a
+            // restart never answers from a state behind what it acknowledged.
+            raft.wait(Some(std::time::Duration::from_secs(30)))
+                .metrics(
+                    |m| {
+                        m.current_leader == Some(member_id)
+                            && m.last_applied.map(|l| l.index) >= m.last_log_index
+                    },
+                    "leading and applied",
+                )
+                .await
+                .context("waiting to lead the one-member cluster")?;
+        }
         Ok(Server {
             core,
             member,

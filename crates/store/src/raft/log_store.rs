@@ -122,8 +122,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(VOTE)
     }
 
+    /// A hint for replay at restart, not a promise: written without its own fsync (it reaches
+    /// the disk with the next log append). If it is behind after a crash, the leader's next
+    /// commit re-applies the rest; a lone member waits for that before serving.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta(COMMITTED, &committed)
+        let bytes = serde_json::to_vec(&committed).map_err(write_err)?;
+        let mut txn = self.db.begin_write().map_err(write_err)?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(write_err)?;
+        txn.open_table(META)
+            .map_err(write_err)?
+            .insert(COMMITTED, bytes.as_slice())
+            .map_err(write_err)?;
+        txn.commit().map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
