@@ -255,12 +255,11 @@ impl Disk {
         let n = self.number(ESP_LABEL)?;
         let p = &self.gpt[n];
         let sector = self.gpt.sector_size;
-        Ok(Region {
-            file: &self.file,
-            start: p.starting_lba * sector,
-            len: (p.ending_lba - p.starting_lba + 1) * sector,
-            pos: 0,
-        })
+        Ok(Region::new(
+            &self.file,
+            p.starting_lba * sector,
+            (p.ending_lba - p.starting_lba + 1) * sector,
+        ))
     }
 
     pub fn read_grubenv(&self) -> Result<GrubEnv, Error> {
@@ -305,12 +304,24 @@ impl Disk {
     }
 }
 
-/// A window on the disk (a partition), for fatfs.
-struct Region<'a> {
+/// A window on the disk (a partition's byte range), as a volume for fatfs; the updater uses it
+/// for the ESP too.
+pub struct Region<'a> {
     file: &'a File,
     start: u64,
     len: u64,
     pos: u64,
+}
+
+impl<'a> Region<'a> {
+    pub fn new(file: &'a File, start: u64, len: u64) -> Region<'a> {
+        Region {
+            file,
+            start,
+            len,
+            pos: 0,
+        }
+    }
 }
 
 impl Read for Region<'_> {
