@@ -5,6 +5,7 @@
 //! The build id is a hash of every input, so an unchanged tree rebuilds nothing.
 
 mod binaries;
+mod boards;
 mod disk;
 mod esp;
 mod grub;
@@ -27,7 +28,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(clap::Args, Clone)]
 pub struct BuildImage {
-    /// Target board (qemu).
+    /// Target board: one folder under `board/` (its `oem/` fills the OEM partition) and the
+    /// outputs it adds to the disk image (see `build_image/boards/`).
     #[arg(long, default_value = "qemu")]
     pub board: String,
 }
@@ -62,6 +64,9 @@ pub struct ImageInfo {
     /// Live system for PXE/iPXE: the kernel and an initramfs carrying the verity-checked /usr.
     pub pxe_kernel: PathBuf,
     pub pxe_initramfs: PathBuf,
+    /// The board's own outputs by name (e.g. `iso`, `vmdk`, `gce-tarball`), next to the image.
+    #[serde(default)]
+    pub board_outputs: BTreeMap<String, PathBuf>,
 }
 
 impl ImageInfo {
@@ -79,9 +84,7 @@ impl ImageInfo {
 
 impl BuildImage {
     pub fn run(self) -> Result<ImageInfo> {
-        if self.board != "qemu" {
-            bail!("board `{}` is not built yet; available: qemu", self.board);
-        }
+        boards::check(&self.board)?;
         host::ensure(&[host::KERNEL, host::ROOTFS, host::IMAGE])?;
         let kernel = BuildKernel::default().run()?;
         let rootfs = BuildRootfs::default().run()?;
@@ -100,7 +103,8 @@ impl BuildImage {
             key.add_file(&b.path)?;
             key.add_bytes("links", b.links.join(",").as_bytes());
         }
-        for dir in ["rootfs/overlay", "image", "board/qemu"] {
+        let board_dir = format!("board/{}", self.board);
+        for dir in ["rootfs/overlay", "image", &board_dir] {
             if root.join(dir).exists() {
                 key.add_tree(&root.join(dir))?;
             }
@@ -120,6 +124,7 @@ impl BuildImage {
                 && info.qcow2.exists()
                 && info.payload.exists()
                 && info.pxe_initramfs.exists()
+                && info.board_outputs.values().all(|p| p.exists())
             {
                 eprintln!("image: up to date (build {build_id})");
                 print_outputs(&info);
@@ -350,6 +355,21 @@ impl BuildImage {
             .map(|f| std::fs::metadata(payload.join(f)).map(|m| m.len()))
             .sum::<std::io::Result<u64>>()?;
 
+        let staged = boards::write_outputs(&boards::Context {
+            board: &self.board,
+            stage: &stage,
+            base: &base,
+            raw: &raw,
+            kernel: &kernel.bzimage,
+            pxe_kernel: &pxe_kernel,
+            pxe_initramfs: &pxe_initramfs,
+            work: &work,
+        })?;
+        let board_outputs = staged
+            .into_iter()
+            .map(|(name, p)| (name, out_dir.join(p.file_name().expect("named"))))
+            .collect();
+
         let info = ImageInfo {
             version: VERSION.into(),
             build_id: build_id.clone(),
@@ -371,6 +391,7 @@ impl BuildImage {
                 .collect(),
             pxe_kernel: out_dir.join(pxe_kernel.file_name().expect("named")),
             pxe_initramfs: out_dir.join(pxe_initramfs.file_name().expect("named")),
+            board_outputs,
         };
         publish(&out_dir, &stage, &info)?;
         let _ = std::fs::remove_dir_all(&work);
@@ -426,14 +447,17 @@ pub fn allocated(path: &Path) -> Result<u64> {
 /// Moves the staged files into `out_dir`, then writes `image.json` (the commit point), then removes
 /// older builds' files.
 fn publish(out_dir: &Path, stage: &Path, info: &ImageInfo) -> Result<()> {
-    let outputs = [
+    let outputs: Vec<&PathBuf> = [
         &info.raw,
         &info.qcow2,
         &info.payload,
         &info.pxe_kernel,
         &info.pxe_initramfs,
-    ];
-    for f in outputs {
+    ]
+    .into_iter()
+    .chain(info.board_outputs.values())
+    .collect();
+    for f in outputs.iter().copied() {
         let name = f.file_name().expect("named");
         if f.is_dir() {
             std::fs::remove_dir_all(f)?;
@@ -492,6 +516,9 @@ fn print_outputs(info: &ImageInfo) {
         info.pxe_kernel.display(),
         info.pxe_initramfs.display()
     );
+    for (name, path) in &info.board_outputs {
+        println!("  {name}: {}", path.display());
+    }
 }
 
 pub fn info_path(board: &str) -> PathBuf {
