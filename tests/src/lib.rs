@@ -38,6 +38,9 @@ pub struct ImageInfo {
     pub partuuids: std::collections::BTreeMap<String, String>,
     pub pxe_kernel: PathBuf,
     pub pxe_initramfs: PathBuf,
+    pub iso: PathBuf,
+    /// The signed install image tree (`current/version.txt`, `<version>/…`).
+    pub install: PathBuf,
 }
 
 fn workspace() -> PathBuf {
@@ -71,6 +74,10 @@ pub struct Setup {
     pub direct_kernel: Option<qemu_runner::DirectKernel>,
     /// Boot from the network (iPXE over QEMU's user network) before the disk.
     pub netboot: Option<qemu_runner::Netboot>,
+    /// Boot a live ISO from a CD-ROM drive before the disk.
+    pub cdrom: Option<PathBuf>,
+    /// More read-only raw drives after the config drive (virtio, in this order).
+    pub extra_drives: Vec<PathBuf>,
     pub memory_mib: u32,
 }
 
@@ -82,6 +89,8 @@ impl Default for Setup {
             user_data_extra: String::new(),
             direct_kernel: None,
             netboot: None,
+            cdrom: None,
+            extra_drives: Vec::new(),
             memory_mib: 1536,
         }
     }
@@ -174,6 +183,7 @@ impl Machine {
                 key
             }
         };
+        extra_drives.extend(setup.extra_drives);
         let cfg = VmConfig {
             disk: disk.clone(),
             firmware: setup.firmware,
@@ -185,6 +195,7 @@ impl Machine {
             probe_kernel: probe_kernel.to_path_buf(),
             direct_kernel: setup.direct_kernel,
             netboot: setup.netboot,
+            cdrom: setup.cdrom,
         };
         Ok(Machine {
             name: name.into(),
@@ -208,6 +219,21 @@ impl Machine {
         }
         self.vm = Some(Vm::start(&self.cfg)?);
         self.wait_ssh()
+    }
+
+    /// From the next boot on, the machine has only its disk: no network boot, no CD-ROM, no
+    /// config drive or other extra drives (e.g. to boot what an installer wrote).
+    pub fn disk_only(&mut self) {
+        self.cfg.netboot = None;
+        self.cfg.cdrom = None;
+        self.cfg.extra_drives.clear();
+    }
+
+    /// The public half of the key the harness logs in with.
+    pub fn public_key(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.key.with_extension("pub"))?
+            .trim()
+            .to_string())
     }
 
     pub fn vm(&mut self) -> &mut Vm {

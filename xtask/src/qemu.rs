@@ -30,6 +30,10 @@ pub struct Qemu {
     ssh_key: Option<PathBuf>,
     #[arg(long, default_value = "qemu")]
     board: String,
+    /// Boot the live ISO instead, with a blank disk (`--disk-size`, default 8 GiB) to try
+    /// `sudo coreos-install -d /dev/vda -f …` on.
+    #[arg(long)]
+    iso: bool,
 }
 
 impl Qemu {
@@ -42,7 +46,21 @@ impl Qemu {
         let disk = dir.join("disk.img");
         let stamp = dir.join("build-id");
         let current = std::fs::read_to_string(&stamp).unwrap_or_default();
-        if self.fresh || !disk.exists() || current != info.build_id {
+        let disk = if self.iso {
+            let blank = dir.join("blank.img");
+            if self.fresh || !blank.exists() {
+                std::fs::File::create(&blank)?.set_len(self.disk_size.unwrap_or(8) << 30)?;
+            }
+            eprintln!(
+                "qemu: live ISO {} with blank disk {}",
+                info.iso.display(),
+                blank.display()
+            );
+            blank
+        } else {
+            disk
+        };
+        if !self.iso && (self.fresh || !disk.exists() || current != info.build_id) {
             eprintln!("qemu: fresh working copy of {}", info.raw.display());
             cmd::run(
                 Command::new("cp")
@@ -93,6 +111,7 @@ impl Qemu {
             probe_kernel: kernel.bzimage,
             direct_kernel: None,
             netboot: None,
+            cdrom: self.iso.then(|| info.iso.clone()),
         };
         eprintln!(
             "qemu: Ferrocore {} build {}; ssh -p {} core@127.0.0.1; quit with Ctrl-A X",

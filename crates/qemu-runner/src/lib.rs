@@ -128,6 +128,8 @@ pub struct VmConfig {
     /// Boot from the network first: QEMU's user network serves `tftp_dir` over TFTP and
     /// offers `bootfile` by DHCP to the NIC's iPXE ROM.
     pub netboot: Option<Netboot>,
+    /// A CD-ROM image (a live ISO), booted first.
+    pub cdrom: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -177,6 +179,13 @@ impl Vm {
                 "file={},if=virtio,format=raw,readonly=on",
                 d.display()
             ));
+        }
+        if let Some(iso) = &cfg.cdrom {
+            c.arg("-drive").arg(format!(
+                "file={},if=none,id=cd0,media=cdrom,readonly=on",
+                iso.display()
+            ));
+            c.args(["-device", "ide-cd,drive=cd0,bootindex=0"]);
         }
         if cfg.firmware == Firmware::Uefi {
             c.arg("-drive")
@@ -305,17 +314,25 @@ pub fn config_drive(iso: &Path, user_data: &str) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("openstack/latest"))?;
     std::fs::write(dir.join("openstack/latest/user_data"), user_data)?;
-    let out = Command::new("xorriso")
-        .args([
-            "-as", "mkisofs", "-quiet", "-V", "config-2", "-J", "-R", "-o",
-        ])
-        .arg(iso)
-        .arg(&dir)
-        .output()
-        .context("running xorriso (Debian package xorriso)")?;
-    let _ = std::fs::remove_dir_all(&dir);
-    if !out.status.success() {
-        bail!("xorriso failed: {}", String::from_utf8_lossy(&out.stderr));
+    // xorriso 1.5.4 has been seen to die of SIGSEGV once in a while on a loaded machine (the
+    // same command then succeeds): try up to three times before failing.
+    let mut failure = String::new();
+    for _ in 0..3 {
+        let out = Command::new("xorriso")
+            .args([
+                "-as", "mkisofs", "-quiet", "-V", "config-2", "-J", "-R", "-o",
+            ])
+            .arg(iso)
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("running xorriso (Debian package xorriso)")?;
+        if out.status.success() {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(());
+        }
+        failure = format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     }
-    Ok(())
+    let _ = std::fs::remove_dir_all(&dir);
+    bail!("xorriso failed three times: {failure}")
 }

@@ -1,23 +1,63 @@
-//! PXE live boot as on bare metal: QEMU's iPXE ROM gets `boot.ipxe` from the user network's TFTP
-//! server, fetches the kernel and the initramfs (which carries the verity-checked /usr) over
-//! HTTP from the host, and the system runs from RAM in 1 GiB with a blank disk untouched; the
-//! cloud-config comes from `cloud-config-url=`.
+//! Bare metal as the book does it: PXE-boot the live system, then `coreos-install` to the disk.
+//!
+//! QEMU's iPXE ROM gets `boot.ipxe` from the user network's TFTP server and fetches the kernel
+//! and the initramfs (which carries the verity-checked /usr) over HTTP from the host; the system
+//! runs from RAM in 1 GiB, the cloud-config comes from `cloud-config-url=`. In that live system
+//! `coreos-install` refuses what it must (with the disk untouched), then installs the signed image
+//! from the host's HTTP server with a cloud-config; the machine then boots from its disk alone.
 
 use image_tests::http::{Body, FileServer};
-use image_tests::{image, Machine, Setup};
+use image_tests::{image, ImageInfo, Machine, Setup};
+use std::path::PathBuf;
+
+/// The install tree as routes: `<prefix>/current/version.txt`, `<prefix>/<version>/…`.
+fn install_routes(img: &ImageInfo, prefix: &str) -> Vec<(String, Body)> {
+    let mut routes = vec![(
+        format!("{prefix}/current/version.txt"),
+        Body::File(img.install.join("current/version.txt")),
+    )];
+    for f in ["manifest.json", "manifest.json.sig", "disk.zst"] {
+        routes.push((
+            format!("{prefix}/{}/{f}", img.version),
+            Body::File(img.install.join(&img.version).join(f)),
+        ));
+    }
+    routes
+}
+
+/// Runs `command`, which must fail with `expected` in its error output.
+fn refused(m: &Machine, command: &str, expected: &str) {
+    let out = m.ssh_output(command).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "`{command}` succeeded");
+    assert!(
+        stderr.contains(expected),
+        "`{command}`: expected {expected:?} in:\n{stderr}"
+    );
+}
 
 #[test]
-fn pxe_live_boot_runs_from_ram_with_cloud_config_from_url() {
+fn pxe_live_boot_then_coreos_install_to_disk() {
     let img = image();
-    let server = FileServer::routes(vec![
+    let mut routes = vec![
         ("/vmlinuz".into(), Body::File(img.pxe_kernel.clone())),
         ("/initramfs".into(), Body::File(img.pxe_initramfs.clone())),
         (
             "/cloud-config.yml".into(),
             Body::Text("#cloud-config\nhostname: pxe-live\n".into()),
         ),
-    ])
-    .unwrap();
+    ];
+    routes.extend(install_routes(&img, "/stable"));
+    // A release whose manifest was edited after signing.
+    routes.extend(install_routes(&img, "/tampered"));
+    let manifest = std::fs::read_to_string(img.install.join(&img.version).join("manifest.json"))
+        .unwrap()
+        .replace("\"channel\": \"dev\"", "\"channel\": \"stable\"");
+    let tampered = format!("/tampered/{}/manifest.json", img.version);
+    routes.retain(|(p, _)| *p != tampered);
+    routes.push((tampered, Body::Text(manifest)));
+    let server = FileServer::routes(routes).unwrap();
+
     let tftp = image_tests::logs_dir("pxe-tftp");
     std::fs::create_dir_all(&tftp).unwrap();
     let url = |p: &str| server.guest_url(p);
@@ -32,6 +72,13 @@ fn pxe_live_boot_runs_from_ram_with_cloud_config_from_url() {
         ),
     )
     .unwrap();
+    // A third disk too small for the image.
+    let small = image_tests::logs_dir("pxe-small-disk").join("small.img");
+    std::fs::create_dir_all(small.parent().unwrap()).unwrap();
+    std::fs::File::create(&small)
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
     let mut m = Machine::create_blank(
         "pxe",
         Setup {
@@ -39,12 +86,16 @@ fn pxe_live_boot_runs_from_ram_with_cloud_config_from_url() {
                 tftp_dir: tftp.clone(),
                 bootfile: "boot.ipxe".into(),
             }),
+            extra_drives: vec![small.clone()],
+            disk_size: Some(6 << 30),
             memory_mib: 1024,
             ..Setup::default()
         },
     )
     .unwrap();
     m.boot().unwrap();
+
+    // The live system.
     let state = m.ssh("systemctl is-system-running --wait || true").unwrap();
     assert_eq!(
         m.ssh("systemctl --failed --no-legend --plain").unwrap(),
@@ -59,18 +110,109 @@ fn pxe_live_boot_runs_from_ram_with_cloud_config_from_url() {
     );
     assert_eq!(m.ssh("cat /sys/block/dm-0/dm/name").unwrap(), "usr");
     // The verity device sits on a loop device over the image in the initramfs.
-    assert!(m
-        .ssh("ls /sys/block/dm-0/slaves")
-        .unwrap()
-        .starts_with("loop"));
+    let lower = m.ssh("ls /sys/block/dm-0/slaves").unwrap();
+    assert!(lower.starts_with("loop"), "{lower}");
     assert_eq!(m.ssh("hostname").unwrap(), "pxe-live");
     assert!(server
         .requests()
         .iter()
         .any(|r| r.starts_with("GET /initramfs ")));
-    // The blank disk is left alone.
     assert_eq!(
         m.ssh("sudo blkid -p /dev/vda || echo blank").unwrap(),
-        "blank"
+        "blank",
+        "the live system must leave the disk alone"
     );
+
+    // Refusals leave the disk untouched: marks at its start and in the middle stay.
+    let mark = "sudo sh -c 'printf ferrocore-mark | dd of=/dev/vda conv=notrunc status=none; printf ferrocore-mark | dd of=/dev/vda bs=1M seek=700 conv=notrunc status=none; sync'";
+    m.ssh(mark).unwrap();
+    let marks = "sudo sh -c 'head -c 14 /dev/vda; echo; dd if=/dev/vda bs=1M skip=700 count=1 status=none | head -c 14'";
+    let marked = m.ssh(marks).unwrap();
+    assert_eq!(marked, "ferrocore-mark\nferrocore-mark");
+    let base = url("/stable");
+    let install =
+        |dev: &str, extra: &str| format!("sudo coreos-install -d {dev} -C dev -b {base} {extra}");
+    m.ssh("touch /tmp/not-a-disk").unwrap();
+    refused(&m, &install("/tmp/not-a-disk", ""), "not a block device");
+    refused(&m, &install("/dev/vda1", ""), "no such device");
+    refused(
+        &m,
+        &install(&format!("/dev/{lower}"), ""),
+        "is in use by dm-0 (usr)",
+    );
+    refused(&m, &install("/dev/vdc", ""), "the image needs");
+    m.ssh("printf '#cloud-config\\nhostname: [oops\\n' > /tmp/bad.yml")
+        .unwrap();
+    refused(
+        &m,
+        &install("/dev/vda", "-c /tmp/bad.yml"),
+        "is not a valid cloud-config; nothing was written",
+    );
+    refused(
+        &m,
+        &format!("sudo coreos-install -d /dev/vda -b {}", url("/tampered")),
+        "signature does not verify",
+    );
+    assert_eq!(m.ssh(marks).unwrap(), marked, "a refusal touched the disk");
+
+    // The install, with a cloud-config that carries the harness's key (no config drive later).
+    let cc = image_tests::logs_dir("pxe").join("install.yml");
+    std::fs::write(
+        &cc,
+        format!(
+            "#cloud-config\nhostname: installed\nssh_authorized_keys:\n  - {}\n",
+            m.public_key().unwrap()
+        ),
+    )
+    .unwrap();
+    m.scp_to(&cc, "/tmp/install.yml").unwrap();
+    let out = m
+        .ssh(&format!(
+            "{} 2>&1",
+            install("/dev/vda", "-c /tmp/install.yml -o metal")
+        ))
+        .unwrap();
+    assert!(out.contains("coreos-install: success"), "{out}");
+    assert!(out.contains(&format!("Ferrocore {}", img.version)), "{out}");
+    let disk_gets = server
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with(&format!("GET /stable/{}/disk.zst", img.version)))
+        .count();
+    assert_eq!(disk_gets, 2, "checked once, then written");
+    // A mounted disk is refused.
+    m.ssh("sudo mount -o ro /dev/vda9 /mnt").unwrap();
+    refused(&m, &install("/dev/vda", ""), "vda9 is mounted at /mnt");
+    m.ssh("sudo umount /mnt").unwrap();
+    m.poweroff().unwrap();
+
+    // The disk alone: the installed system with the install's cloud-config.
+    m.disk_only();
+    m.boot().unwrap();
+    let state = m.ssh("systemctl is-system-running --wait || true").unwrap();
+    assert_eq!(
+        m.ssh("systemctl --failed --no-legend --plain").unwrap(),
+        "",
+        "failed units"
+    );
+    assert_eq!(state, "running");
+    assert_eq!(m.ssh("hostname").unwrap(), "installed");
+    assert_eq!(
+        m.ssh("findmnt -no SOURCE,FSTYPE /").unwrap(),
+        "/dev/vda9 ext4"
+    );
+    assert_eq!(m.ssh("ls /sys/block/dm-0/slaves").unwrap(), "vda3");
+    let table = m.ssh("sudo sgdisk -p /dev/vda").unwrap();
+    for label in ["EFI-SYSTEM", "USR-A", "USR-B", "OEM", "ROOT"] {
+        assert!(table.contains(label), "{label} missing:\n{table}");
+    }
+    assert!(m
+        .ssh("cat /proc/cmdline")
+        .unwrap()
+        .contains("coreos.oem.id=metal"));
+    // A/B in place: USR-A booted and good, USR-B empty, as a fresh image.
+    let slots = m.ssh("sudo ferro-slot show").unwrap();
+    assert!(slots.contains("next boot: USR-A"), "{slots}");
+    drop(m);
+    let _ = std::fs::remove_file(PathBuf::from(&small));
 }

@@ -10,7 +10,9 @@ mod disk;
 mod esp;
 mod grub;
 mod initrd;
+mod install_tree;
 pub mod layout;
+mod live_iso;
 pub mod tree;
 
 use crate::{build_kernel::BuildKernel, build_rootfs::BuildRootfs, cache, cmd, host, paths};
@@ -64,6 +66,10 @@ pub struct ImageInfo {
     /// Live system for PXE/iPXE: the kernel and an initramfs carrying the verity-checked /usr.
     pub pxe_kernel: PathBuf,
     pub pxe_initramfs: PathBuf,
+    /// The same live system as a hybrid BIOS/UEFI ISO (CD or USB stick).
+    pub iso: PathBuf,
+    /// The signed raw image as `coreos-install` downloads it (`current/`, `<version>/`).
+    pub install: PathBuf,
     /// The board's own outputs by name (e.g. `iso`, `vmdk`, `gce-tarball`), next to the image.
     #[serde(default)]
     pub board_outputs: BTreeMap<String, PathBuf>,
@@ -124,6 +130,8 @@ impl BuildImage {
                 && info.qcow2.exists()
                 && info.payload.exists()
                 && info.pxe_initramfs.exists()
+                && info.iso.exists()
+                && info.install.exists()
                 && info.board_outputs.values().all(|p| p.exists())
             {
                 eprintln!("image: up to date (build {build_id})");
@@ -322,6 +330,10 @@ impl BuildImage {
             &pxe_initramfs,
         )?;
 
+        let iso = stage.join(format!("{base}-live.iso"));
+        eprintln!("image: writing the live ISO");
+        live_iso::write(&pxe_kernel, &pxe_initramfs, &work, &iso)?;
+
         let qcow2 = stage.join(format!("{base}.qcow2"));
         eprintln!("image: converting to qcow2 (compressed)");
         convert_qcow2(&raw, &qcow2)?;
@@ -330,23 +342,28 @@ impl BuildImage {
         // checked with the public key before it is published.
         let payload = stage.join(format!("{base}.payload"));
         eprintln!("image: writing the signed update payload");
+        let release = update::payload::Release {
+            version: VERSION.into(),
+            build_id: build_id.clone(),
+            channel: "dev".into(),
+            usr_root_hash: vtree.root_hash_hex(),
+            usr_data_blocks: vtree.data_blocks,
+            usr_salt: vtree.salt_hex(),
+        };
+        let signer = update::payload::keys::load_signing(&signing_key)?;
         update::payload::create(
             &payload,
-            update::payload::Release {
-                version: VERSION.into(),
-                build_id: build_id.clone(),
-                channel: "dev".into(),
-                usr_root_hash: vtree.root_hash_hex(),
-                usr_data_blocks: vtree.data_blocks,
-                usr_salt: vtree.salt_hex(),
-            },
+            release.clone(),
             &[
                 ("usr", &usr_img),
                 ("kernel", &kernel.bzimage),
                 ("initrd", &initrd),
             ],
-            &update::payload::keys::load_signing(&signing_key)?,
+            &signer,
         )?;
+        let install = stage.join(format!("{base}.install"));
+        eprintln!("image: writing the signed install image");
+        install_tree::write(&install, release, &raw, &signer)?;
         let trusted_keys = [update::payload::keys::load_public(&public_key)?];
         update::payload::verify(&payload, &trusted_keys, "0", false)
             .context("checking the new payload")?;
@@ -391,6 +408,8 @@ impl BuildImage {
                 .collect(),
             pxe_kernel: out_dir.join(pxe_kernel.file_name().expect("named")),
             pxe_initramfs: out_dir.join(pxe_initramfs.file_name().expect("named")),
+            iso: out_dir.join(iso.file_name().expect("named")),
+            install: out_dir.join(install.file_name().expect("named")),
             board_outputs,
         };
         publish(&out_dir, &stage, &info)?;
@@ -453,6 +472,8 @@ fn publish(out_dir: &Path, stage: &Path, info: &ImageInfo) -> Result<()> {
         &info.payload,
         &info.pxe_kernel,
         &info.pxe_initramfs,
+        &info.iso,
+        &info.install,
     ]
     .into_iter()
     .chain(info.board_outputs.values())
@@ -515,6 +536,11 @@ fn print_outputs(info: &ImageInfo) {
         "  pxe:   {} + {}",
         info.pxe_kernel.display(),
         info.pxe_initramfs.display()
+    );
+    println!("  iso:   {}", info.iso.display());
+    println!(
+        "  install: {} (serve it for coreos-install -b)",
+        info.install.display()
     );
     for (name, path) in &info.board_outputs {
         println!("  {name}: {}", path.display());

@@ -4,7 +4,7 @@
 
 use super::Error;
 use base64::Engine;
-use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 

@@ -173,6 +173,29 @@ pub fn create(
     Ok(manifest)
 }
 
+/// Checks a manifest's signature (`sig_text` is the base64 of `manifest.json.sig`) and format;
+/// returns the manifest. For readers that fetch the parts themselves, e.g. the installer.
+pub fn verify_manifest(
+    bytes: &[u8],
+    sig_text: &str,
+    trusted: &[VerifyingKey],
+) -> Result<Manifest, Error> {
+    let sig_bytes: [u8; 64] = base64::engine::general_purpose::STANDARD
+        .decode(sig_text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Error::Signature)?;
+    let sig = ed25519_dalek::Signature::from_bytes(&sig_bytes);
+    if !trusted.iter().any(|k| k.verify_strict(bytes, &sig).is_ok()) {
+        return Err(Error::Signature);
+    }
+    let manifest: Manifest = serde_json::from_slice(bytes)?;
+    if manifest.format != FORMAT {
+        return Err(Error::Format(manifest.format));
+    }
+    Ok(manifest)
+}
+
 /// Checks the signature, the version rule, and every part's compressed size and sha256; returns
 /// the manifest. Writes nothing. zstd output is a function of its input, so this fixes what every
 /// part decompresses to; [`verify`] also checks that against the manifest.
@@ -186,22 +209,7 @@ pub fn verify_signed(
     let bytes = std::fs::read(&mpath).map_err(io(&mpath))?;
     let spath = dir.join(SIGNATURE);
     let sig_text = std::fs::read_to_string(&spath).map_err(io(&spath))?;
-    let sig_bytes: [u8; 64] = base64::engine::general_purpose::STANDARD
-        .decode(sig_text.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or(Error::Signature)?;
-    let sig = ed25519_dalek::Signature::from_bytes(&sig_bytes);
-    if !trusted
-        .iter()
-        .any(|k| k.verify_strict(&bytes, &sig).is_ok())
-    {
-        return Err(Error::Signature);
-    }
-    let manifest: Manifest = serde_json::from_slice(&bytes)?;
-    if manifest.format != FORMAT {
-        return Err(Error::Format(manifest.format));
-    }
+    let manifest = verify_manifest(&bytes, &sig_text, trusted)?;
     let (offered, current) = (
         manifest.release.version.parse::<Version>()?,
         running.parse::<Version>()?,

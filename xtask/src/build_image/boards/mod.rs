@@ -5,12 +5,14 @@
 //! own formats into the stage directory, named `<base>.<ext>`, and returns them by name; they are
 //! published with the rest and listed in `image.json` under `board_outputs`.
 
+mod pxe;
+
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Boards `build-image --board` knows.
-pub const BOARDS: &[&str] = &["qemu", "pxe"];
+pub const BOARDS: &[&str] = &["qemu", "pxe", "metal"];
 
 /// Inputs a board's outputs are made from; everything is already written.
 // Until every board has landed some fields are read by none of them.
@@ -41,7 +43,8 @@ pub fn check(board: &str) -> Result<()> {
 pub fn write_outputs(ctx: &Context) -> Result<BTreeMap<String, PathBuf>> {
     match ctx.board {
         // The disk image, qcow2 and PXE files are all these boards need.
-        "qemu" | "pxe" => Ok(BTreeMap::new()),
+        "qemu" | "metal" => Ok(BTreeMap::new()),
+        "pxe" => pxe::write(ctx),
         other => bail!("board `{other}` has no outputs defined"),
     }
 }
