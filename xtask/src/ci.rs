@@ -36,6 +36,7 @@ impl Ci {
             host::TEST,
             host::UNIT_TESTS,
         ])?;
+        host::ensure_python_tools()?;
         let mut steps: Vec<(&str, Step)> = vec![
             (
                 "fmt",

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Result};
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::process::Command;
 
 /// Tools we shell out to, and the Debian package that ships each.
@@ -70,7 +71,48 @@ pub const UNIT_TESTS: &[&str] = &[
     "etcd-server",
     "etcd-client",
     "xorriso",
+    "python3-venv",
 ];
+
+/// Emulators the cloud upload tests run (crates/cloud/tests), from PyPI into a venv under the
+/// cache: (the script the test starts, the pinned requirement that provides it).
+pub const PYTHON_TOOLS: &[(&str, &str)] = &[
+    ("moto_server", "moto[server]==5.2.5"),
+    ("gcp-storage-emulator", "gcp-storage-emulator==2026.7.19"),
+];
+
+/// `~/.cache/ferrocore/venv`, where crates/cloud's tests look for the emulators.
+pub fn venv() -> PathBuf {
+    crate::paths::cache().join("venv")
+}
+
+/// Makes the venv and pip-installs whichever of [`PYTHON_TOOLS`] is missing.
+pub fn ensure_python_tools() -> Result<()> {
+    let venv = venv();
+    let bin = venv.join("bin");
+    let missing: Vec<&str> = PYTHON_TOOLS
+        .iter()
+        .filter(|(script, _)| !bin.join(script).exists())
+        .map(|(_, req)| *req)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !bin.join("pip").exists() {
+        eprintln!("making a Python venv at {}", venv.display());
+        crate::cmd::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    eprintln!(
+        "installing into {}: {} (pip)",
+        venv.display(),
+        missing.join(" ")
+    );
+    crate::cmd::run(
+        Command::new(bin.join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(&missing),
+    )
+}
 /// Packages for booting and checking images.
 pub const TEST: &[&str] = &[
     "qemu-system-x86",

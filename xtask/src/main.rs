@@ -14,6 +14,7 @@ mod paths;
 mod progress;
 mod qemu;
 mod test;
+mod upload;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +41,8 @@ enum Verb {
     Bench(bench::Bench),
     /// Make an ed25519 key pair for signing update payloads.
     Keygen(keygen::Keygen),
+    /// Publish a built image in a cloud: `upload ec2` (AMI), `upload gce` (Compute image).
+    Upload(upload::Upload),
     /// Everything CI runs: host packages, fmt, clippy, unit tests, image build, image tests.
     Ci(ci::Ci),
 }
@@ -55,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         Verb::Ci(v) => v.run(),
         Verb::Bench(v) => v.run(),
         Verb::Keygen(v) => v.run(),
+        Verb::Upload(v) => v.run(),
     }
 }
 

@@ -94,6 +94,29 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// Grows the disk image to `size` bytes and moves the backup GPT to its new end (what
+/// `sgdisk -e` does), for clouds that want whole GiB.
+pub fn grow(path: &Path, size: u64) -> Result<()> {
+    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    let old = file.metadata()?.len();
+    ensure!(
+        size >= old,
+        "cannot shrink {} to {size} bytes",
+        path.display()
+    );
+    file.set_len(size)?;
+    let mut gpt = gptman::GPT::read_from(&mut file, SECTOR)
+        .with_context(|| format!("reading the GPT of {}", path.display()))?;
+    gpt.header
+        .update_from(&mut file, SECTOR)
+        .context("moving the backup GPT")?;
+    // The old backup header is now in the middle of the disk: clear it.
+    write_at(path, old - SECTOR, &[0u8; SECTOR as usize])?;
+    gpt.write_into(&mut file).context("writing the GPT")?;
+    file.sync_all()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +177,49 @@ mod tests {
             &[0x90; 440][..],
             "boot code kept"
         );
+    }
+
+    /// After growing to whole GiB (GCE wants that), sgdisk finds the backup table at the new end
+    /// and the partitions unchanged.
+    #[test]
+    fn grow_moves_the_backup_table_to_the_new_end() {
+        let layout = Layout::load().unwrap();
+        let placed = layout.place();
+        let specs: Vec<PartitionSpec> = placed
+            .iter()
+            .map(|p| PartitionSpec {
+                placed: p,
+                partuuid: uuid::Uuid::new_v4(),
+                attributes: 0,
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.img");
+        create(&img, layout.disk_size(), [0x90; 440], &specs).unwrap();
+        let print = |img: &Path| {
+            let out = std::process::Command::new("sgdisk")
+                .arg("-p")
+                .arg(img)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            // Partition lines only: the disk size line changes.
+            text.lines()
+                .skip_while(|l| !l.starts_with("Number"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let before = print(&img);
+        let size = layout.disk_size().div_ceil(1 << 30) << 30;
+        grow(&img, size).unwrap();
+        assert_eq!(std::fs::metadata(&img).unwrap().len(), size);
+        let verify = std::process::Command::new("sgdisk")
+            .arg("-v")
+            .arg(&img)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&verify.stdout);
+        assert!(text.contains("No problems found"), "{text}");
+        assert_eq!(print(&img), before);
     }
 }

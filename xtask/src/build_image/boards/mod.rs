@@ -5,6 +5,8 @@
 //! own formats into the stage directory, named `<base>.<ext>`, and returns them by name; they are
 //! published with the rest and listed in `image.json` under `board_outputs`.
 
+mod ec2;
+mod gce;
 mod pxe;
 
 use anyhow::{bail, Result};
@@ -12,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Boards `build-image --board` knows.
-pub const BOARDS: &[&str] = &["qemu", "pxe", "metal"];
+pub const BOARDS: &[&str] = &["qemu", "pxe", "metal", "ec2", "gce"];
 
 /// Inputs a board's outputs are made from; everything is already written.
 // Until every board has landed some fields are read by none of them.
@@ -45,6 +47,8 @@ pub fn write_outputs(ctx: &Context) -> Result<BTreeMap<String, PathBuf>> {
         // The disk image, qcow2 and PXE files are all these boards need.
         "qemu" | "metal" => Ok(BTreeMap::new()),
         "pxe" => pxe::write(ctx),
+        "ec2" => ec2::write_outputs(ctx),
+        "gce" => gce::write_outputs(ctx),
         other => bail!("board `{other}` has no outputs defined"),
     }
 }
