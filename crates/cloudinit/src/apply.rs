@@ -168,6 +168,12 @@ impl Target {
     /// Writes `~user/.ssh/authorized_keys.d/coreos-cloudinit` and regenerates
     /// `~user/.ssh/authorized_keys` from every file in that directory, as update-ssh-keys does.
     pub fn authorize_keys(&self, user: &str, keys: &[String]) -> Result<()> {
+        self.authorize_keys_as(user, KEYS_NAME, keys)
+    }
+
+    /// The same under another name in `authorized_keys.d` (the cloud's key pair, kept apart
+    /// from the user data's keys so neither replaces the other).
+    pub fn authorize_keys_as(&self, user: &str, name: &str, keys: &[String]) -> Result<()> {
         let acct = self
             .account(user)?
             .with_context(|| format!("no user {user} in /etc/passwd"))?;
@@ -175,7 +181,7 @@ impl Target {
         let dir = ssh.join("authorized_keys.d");
         std::fs::create_dir_all(&dir)?;
         let mut text: String = keys.iter().map(|k| format!("{}\n", k.trim())).collect();
-        std::fs::write(dir.join(KEYS_NAME), &text)?;
+        std::fs::write(dir.join(name), &text)?;
         let mut parts: Vec<PathBuf> = std::fs::read_dir(&dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
@@ -198,7 +204,7 @@ impl Target {
             home.as_path(),
             ssh.as_path(),
             dir.as_path(),
-            &dir.join(KEYS_NAME),
+            &dir.join(name),
             &all,
         ] {
             chown(p, Some(acct.uid), Some(acct.gid))?;
@@ -459,6 +465,7 @@ mod tests {
         let md = crate::datasource::Metadata {
             private_ipv4: Some("10.0.0.5".into()),
             public_ipv4: Some("203.0.113.9".into()),
+            ..Default::default()
         };
         assert!(Target::new(r.path()).environment(&md).unwrap());
         assert_eq!(

@@ -10,6 +10,14 @@ use std::path::PathBuf;
 pub struct Metadata {
     pub private_ipv4: Option<String>,
     pub public_ipv4: Option<String>,
+    /// The instance's SSH keys (EC2's key pair, GCE's `ssh-keys`), authorized for `core`.
+    pub ssh_public_keys: Vec<String>,
+}
+
+impl Metadata {
+    pub fn is_empty(&self) -> bool {
+        *self == Metadata::default()
+    }
 }
 
 pub trait Datasource {
@@ -132,9 +140,30 @@ impl Datasource for Ec2 {
     }
     fn metadata(&self) -> Result<Metadata> {
         let token = self.token()?;
+        // `public-keys` lists `0=name` lines; each index has its `openssh-key`.
+        let mut ssh_public_keys = Vec::new();
+        for line in self
+            .get(&token, "meta-data/public-keys/")?
+            .unwrap_or_default()
+            .lines()
+        {
+            let Some(index) = line.split('=').next().filter(|i| !i.trim().is_empty()) else {
+                continue;
+            };
+            let path = format!("meta-data/public-keys/{}/openssh-key", index.trim());
+            if let Some(key) = self.get(&token, &path)? {
+                ssh_public_keys.extend(
+                    key.lines()
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_string),
+                );
+            }
+        }
         Ok(Metadata {
             private_ipv4: self.get(&token, "meta-data/local-ipv4")?,
             public_ipv4: self.get(&token, "meta-data/public-ipv4")?,
+            ssh_public_keys,
         })
     }
 }
@@ -166,9 +195,18 @@ impl Datasource for Gce {
         self.get("attributes/user-data")
     }
     fn metadata(&self) -> Result<Metadata> {
+        // `ssh-keys` lines are `user:key`; as on CoreOS, they all go to `core`.
+        let ssh_public_keys = self
+            .get("attributes/ssh-keys")?
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(':').map(|(_, key)| key.trim().to_string()))
+            .filter(|k| !k.is_empty())
+            .collect();
         Ok(Metadata {
             private_ipv4: self.get("network-interfaces/0/ip")?,
             public_ipv4: self.get("network-interfaces/0/access-configs/0/external-ip")?,
+            ssh_public_keys,
         })
     }
 }
@@ -239,7 +277,8 @@ mod tests {
             md,
             Metadata {
                 private_ipv4: Some("10.0.0.5".into()),
-                public_ipv4: Some("203.0.113.9".into())
+                public_ipv4: Some("203.0.113.9".into()),
+                ..Default::default()
             }
         );
         assert_eq!(
@@ -274,7 +313,8 @@ mod tests {
             gce.metadata().unwrap(),
             Metadata {
                 private_ipv4: Some("10.1.2.3".into()),
-                public_ipv4: None
+                public_ipv4: None,
+                ..Default::default()
             }
         );
     }

@@ -126,7 +126,15 @@ fn run(cli: Cli) -> Result<()> {
                 plan.push(load(source.as_ref(), &text, cli.validate)?);
                 break;
             }
-            None => eprintln!("coreos-cloudinit: {} has no user data", source.name()),
+            None => {
+                eprintln!("coreos-cloudinit: {} has no user data", source.name());
+                // A cloud's metadata (addresses, the key pair) applies without user data too.
+                let metadata = source.metadata()?;
+                if !metadata.is_empty() {
+                    plan.push((source.name(), UserData::Empty, metadata));
+                    break;
+                }
+            }
         }
     }
     if cli.validate {
@@ -139,6 +147,13 @@ fn run(cli: Cli) -> Result<()> {
     for (name, data, metadata) in plan {
         if target.environment(&metadata)? {
             eprintln!("coreos-cloudinit: wrote COREOS_*_IPV4 to /etc/environment");
+        }
+        if !metadata.ssh_public_keys.is_empty() {
+            target.authorize_keys_as("core", "coreos-metadata", &metadata.ssh_public_keys)?;
+            eprintln!(
+                "coreos-cloudinit: {name}: authorized {} instance SSH key(s) for core",
+                metadata.ssh_public_keys.len()
+            );
         }
         match data {
             UserData::Empty => eprintln!("coreos-cloudinit: {name}: empty user data"),

@@ -144,6 +144,8 @@ fn ec2_metadata_imdsv2_user_data_applies() {
             ("/latest/user-data", "#cloud-config\nhostname: from-ec2\nwrite_files:\n  - path: /etc/addrs\n    content: \"$private_ipv4 $public_ipv4\"\n"),
             ("/latest/meta-data/local-ipv4", "10.0.0.5"),
             ("/latest/meta-data/public-ipv4", "203.0.113.9"),
+            ("/latest/meta-data/public-keys/", "0=launch-key"),
+            ("/latest/meta-data/public-keys/0/openssh-key", "ssh-ed25519 AAAAC3launch launch-key\n"),
         ]),
         ("x-aws-ec2-metadata-token", "tok-123"),
         Some("tok-123"),
@@ -178,6 +180,11 @@ fn ec2_metadata_imdsv2_user_data_applies() {
             && env.contains("COREOS_PUBLIC_IPV4=203.0.113.9"),
         "{env}"
     );
+    let keys = std::fs::read_to_string(r.join("home/core/.ssh/authorized_keys")).unwrap();
+    assert!(
+        keys.contains("ssh-ed25519 AAAAC3launch launch-key"),
+        "{keys}"
+    );
     let seen = log.lock().unwrap().clone();
     assert_eq!(seen[0], "PUT /latest/api/token", "{seen:?}");
     assert!(!seen
@@ -196,6 +203,10 @@ fn gce_metadata_user_data_applies() {
             (
                 "/computeMetadata/v1/instance/network-interfaces/0/ip",
                 "10.128.0.7",
+            ),
+            (
+                "/computeMetadata/v1/instance/attributes/ssh-keys",
+                "alice:ssh-ed25519 AAAAgce alice\ncore:ssh-rsa AAAAcore core\n",
             ),
         ]),
         ("metadata-flavor", "Google"),
@@ -223,4 +234,46 @@ fn gce_metadata_user_data_applies() {
     );
     let env = std::fs::read_to_string(r.join("etc/environment")).unwrap();
     assert!(env.contains("COREOS_PRIVATE_IPV4=10.128.0.7"), "{env}");
+    let keys = std::fs::read_to_string(r.join("home/core/.ssh/authorized_keys"))
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        keys.contains("ssh-ed25519 AAAAgce alice") && keys.contains("ssh-rsa AAAAcore core"),
+        "{keys}"
+    );
+}
+
+/// No user data: the instance's key pair and addresses still apply (CoreOS did the same).
+#[test]
+fn ec2_key_pair_applies_without_user_data() {
+    let (base, _) = metadata_server(
+        HashMap::from([
+            ("/latest/meta-data/local-ipv4", "10.0.0.6"),
+            ("/latest/meta-data/public-keys/", "0=k"),
+            (
+                "/latest/meta-data/public-keys/0/openssh-key",
+                "ssh-rsa AAAAB3only k",
+            ),
+        ]),
+        ("x-aws-ec2-metadata-token", "t"),
+        Some("t"),
+    );
+    let root = prepared_root();
+    let out = cloudinit(
+        root.path(),
+        &[
+            &format!("--from-ec2-metadata={base}/"),
+            "--fetch-attempts=2",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = root.path();
+    let keys = std::fs::read_to_string(r.join("home/core/.ssh/authorized_keys")).unwrap();
+    assert!(keys.contains("ssh-rsa AAAAB3only k"), "{keys}");
+    assert!(std::fs::read_to_string(r.join("etc/environment"))
+        .unwrap()
+        .contains("COREOS_PRIVATE_IPV4=10.0.0.6"));
 }
