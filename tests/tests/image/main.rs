@@ -4,6 +4,7 @@ mod boot;
 mod cloudinit;
 mod cloudinit_url;
 mod docker;
+mod iso;
 mod pxe;
 mod slots;
 mod verity;
