@@ -320,6 +320,20 @@ impl Machine {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
+    /// Waits for boot to finish and checks what a user sees first: `running`, no failed units.
+    pub fn assert_running(&self) {
+        let state = self
+            .ssh("systemctl is-system-running --wait || true")
+            .unwrap();
+        assert_eq!(
+            self.ssh("systemctl --failed --no-legend --plain").unwrap(),
+            "",
+            "{}: failed units",
+            self.name
+        );
+        assert_eq!(state, "running", "{}", self.name);
+    }
+
     pub fn scp_to(&self, local: &Path, remote: &str) -> Result<()> {
         run(Command::new("scp")
             .arg("-q")

@@ -16,13 +16,7 @@ fn boots_live(name: &str, firmware: Firmware) {
     )
     .unwrap();
     m.boot().unwrap();
-    let state = m.ssh("systemctl is-system-running --wait || true").unwrap();
-    assert_eq!(
-        m.ssh("systemctl --failed --no-legend --plain").unwrap(),
-        "",
-        "failed units"
-    );
-    assert_eq!(state, "running");
+    m.assert_running();
     assert_eq!(m.ssh("findmnt -no FSTYPE /").unwrap(), "tmpfs");
     assert_eq!(m.ssh("cat /sys/block/dm-0/dm/name").unwrap(), "usr");
     assert!(m

@@ -96,13 +96,7 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
     m.boot().unwrap();
 
     // The live system.
-    let state = m.ssh("systemctl is-system-running --wait || true").unwrap();
-    assert_eq!(
-        m.ssh("systemctl --failed --no-legend --plain").unwrap(),
-        "",
-        "failed units"
-    );
-    assert_eq!(state, "running");
+    m.assert_running();
     assert_eq!(m.ssh("findmnt -no FSTYPE /").unwrap(), "tmpfs");
     assert_eq!(
         m.ssh("findmnt -no SOURCE,FSTYPE /usr").unwrap(),
@@ -189,13 +183,7 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
     // The disk alone: the installed system with the install's cloud-config.
     m.disk_only();
     m.boot().unwrap();
-    let state = m.ssh("systemctl is-system-running --wait || true").unwrap();
-    assert_eq!(
-        m.ssh("systemctl --failed --no-legend --plain").unwrap(),
-        "",
-        "failed units"
-    );
-    assert_eq!(state, "running");
+    m.assert_running();
     assert_eq!(m.ssh("hostname").unwrap(), "installed");
     assert_eq!(
         m.ssh("findmnt -no SOURCE,FSTYPE /").unwrap(),
