@@ -371,7 +371,25 @@ impl Core {
 
     /// Returns once this member has applied everything committed before the call (etcd's
     /// ReadIndex): a read after it is linearizable.
+    ///
+    /// A leader change during the barrier (the leader asked stepped down, or it lost contact
+    /// with a quorum) is retried with whoever leads next, for up to [`LEADER_WAIT`], as a
+    /// write is: an election is not an error the client should see if it ends in time.
     pub async fn read_barrier(&self) -> Result<(), CoreError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            match self.read_barrier_once().await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "read barrier failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn read_barrier_once(&self) -> Result<(), CoreError> {
         let (id, node) = self.wait_leader().await?;
         if id == self.id {
             self.raft()

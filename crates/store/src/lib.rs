@@ -9,6 +9,7 @@ pub mod member;
 pub mod notify;
 pub mod raft;
 pub mod server;
+pub mod snapshot;
 pub mod state;
 pub mod v2;
 pub mod v3;

@@ -4,6 +4,18 @@ use store::config::Config;
 use store::server::Server;
 
 fn main() -> ExitCode {
+    // `ferro-store snapshot restore|status …` works on files, as `etcdctl snapshot` does.
+    if std::env::args().nth(1).as_deref() == Some("snapshot") {
+        use clap::Parser;
+        let cli = store::snapshot::Cli::parse_from(std::env::args().skip(1));
+        return match cli.run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ferro-store snapshot: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cfg = match Config::from_args(std::env::args()) {
         Ok(c) => c,
         Err(e) => e.exit(),

@@ -46,6 +46,27 @@ impl Member {
         self.cluster_id = id_of(&parts);
     }
 
+    /// Every initial member's ID and node from `--initial-cluster` (name, peer URLs) and the
+    /// cluster token: the same on every member, and in a restored data dir.
+    pub fn initial_nodes(
+        members: Vec<(String, Vec<String>)>,
+        token: &str,
+    ) -> Vec<(u64, crate::raft::PeerNode)> {
+        members
+            .into_iter()
+            .map(|(name, urls)| {
+                let id = Member::new(&name, urls.clone(), Vec::new(), token).id;
+                (
+                    id,
+                    crate::raft::PeerNode {
+                        name,
+                        peer_urls: urls,
+                    },
+                )
+            })
+            .collect()
+    }
+
     pub fn id_hex(&self) -> String {
         format!("{:x}", self.id)
     }

@@ -27,20 +27,7 @@ impl Server {
         let data_dir = cfg.data_dir();
         let token = &cfg.initial_cluster_token;
         // Every member derives every member's ID from --initial-cluster, as etcd does.
-        let initial: Vec<(u64, PeerNode)> = cfg
-            .initial_members()?
-            .into_iter()
-            .map(|(name, urls)| {
-                let id = Member::new(&name, urls.clone(), Vec::new(), token).id;
-                (
-                    id,
-                    PeerNode {
-                        name,
-                        peer_urls: urls,
-                    },
-                )
-            })
-            .collect();
+        let initial = Member::initial_nodes(cfg.initial_members()?, token);
         let own_urls = initial
             .iter()
             .find(|(_, n)| n.name == cfg.name)

@@ -13,6 +13,8 @@ use common::free_port;
 struct Member {
     name: String,
     url: String,
+    peer: String,
+    data_dir: std::path::PathBuf,
     args: Vec<String>,
     child: Option<Child>,
     log: std::path::PathBuf,
@@ -21,6 +23,8 @@ struct Member {
 /// Three members on free loopback ports; every process is killed on drop.
 struct Cluster {
     members: Vec<Member>,
+    /// `--initial-cluster` as given to every member.
+    initial: String,
     _dir: tempfile::TempDir,
 }
 
@@ -56,6 +60,13 @@ fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 impl Cluster {
     fn start(snapshot_count: u64) -> Cluster {
+        let mut c = Cluster::configure(snapshot_count);
+        c.launch();
+        c
+    }
+
+    /// Three members' flags and directories, nothing started.
+    fn configure(snapshot_count: u64) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
@@ -69,10 +80,11 @@ impl Cluster {
             .map(|(i, (c, p))| {
                 let url = format!("http://127.0.0.1:{c}");
                 let peer = format!("http://127.0.0.1:{p}");
+                let data_dir = dir.path().join(format!("m{i}"));
                 let args = vec![
                     format!("--name=m{i}"),
                     "--enable-v2".into(),
-                    format!("--data-dir={}", dir.path().join(format!("m{i}")).display()),
+                    format!("--data-dir={}", data_dir.display()),
                     format!("--listen-client-urls={url}"),
                     format!("--advertise-client-urls={url}"),
                     format!("--listen-peer-urls={peer}"),
@@ -87,28 +99,35 @@ impl Cluster {
                 Member {
                     name: format!("m{i}"),
                     url,
+                    peer,
+                    data_dir,
                     args,
                     child: None,
                     log: dir.path().join(format!("m{i}.log")),
                 }
             })
             .collect();
-        let mut c = Cluster { members, _dir: dir };
-        for i in 0..3 {
-            c.spawn(i);
+        Cluster {
+            members,
+            initial: initial.join(","),
+            _dir: dir,
         }
-        // Ready: a quorum read answers on every member.
-        for i in 0..3 {
-            let url = c.members[i].url.clone();
+    }
+
+    /// Starts every member and waits until a quorum read answers on each.
+    fn launch(&mut self) {
+        for i in 0..self.members.len() {
+            self.spawn(i);
+        }
+        for m in &self.members {
             eventually(30, "the cluster to answer", || {
                 client()
-                    .get(format!("{url}/v2/keys/?quorum=true"))
+                    .get(format!("{}/v2/keys/?quorum=true", m.url))
                     .send()
                     .ok()
                     .filter(|r| r.status().is_success())
             });
         }
-        c
     }
 
     fn spawn(&mut self, i: usize) {
@@ -356,4 +375,147 @@ fn a_member_that_missed_purged_log_catches_up_from_a_snapshot() {
         log.contains("installed a snapshot"),
         "the member caught up without a snapshot: the test did not test that"
     );
+}
+
+/// Debian's `etcdctl` (v3 API) against one endpoint: success and stdout + stderr.
+fn etcdctl3(url: &str, args: &[&str]) -> (bool, String) {
+    let bin = common::require_tool("etcdctl", "etcd-client");
+    let out = Command::new(bin)
+        .env("ETCDCTL_API", "3")
+        .env_remove("ETCDCTL_ENDPOINTS")
+        .arg("--endpoints")
+        .arg(url)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn ferro_store(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferro-store"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn an_etcdctl_snapshot_restores_into_a_new_cluster() {
+    // The source: one member with v3 keys (one attached to a lease), a v2 key, a compaction.
+    let src = common::Server::ours();
+    for n in 0..50 {
+        let (ok, out) = etcdctl3(
+            &src.url,
+            &["put", &format!("snap/{n:02}"), &format!("v{n}")],
+        );
+        assert!(ok, "{out}");
+    }
+    let (ok, out) = etcdctl3(&src.url, &["compact", "10"]);
+    assert!(ok, "{out}");
+    put(&src.url, "fleet/unit", "kept").unwrap();
+    let (_, rev_json) = etcdctl3(&src.url, &["get", "snap/00", "-w", "json"]);
+    let rev: serde_json::Value = serde_json::from_str(rev_json.trim()).unwrap();
+    let src_rev = rev["header"]["revision"].as_i64().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("snap.db");
+    let file_s = file.to_str().unwrap();
+    let (ok, out) = etcdctl3(&src.url, &["snapshot", "save", file_s]);
+    assert!(
+        ok && out.contains("Snapshot saved at"),
+        "etcdctl snapshot save: {out}"
+    );
+    drop(src);
+
+    // `snapshot status` reads it: revision and key count.
+    let (ok, out) = ferro_store(&["snapshot", "status", file_s]);
+    assert!(ok, "{out}");
+    let fields: Vec<&str> = out.trim().split(", ").collect();
+    assert_eq!(fields[1], src_rev.to_string(), "revision in {out}");
+    assert_eq!(fields[2], "50", "key count in {out}");
+
+    // A corrupted copy is refused, naming the file and the hash, and leaves no data dir.
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[100] ^= 0x55;
+    let bad = dir.path().join("bad.db");
+    std::fs::write(&bad, &bytes).unwrap();
+    let target = dir.path().join("never");
+    let (ok, out) = ferro_store(&[
+        "snapshot",
+        "restore",
+        bad.to_str().unwrap(),
+        "--data-dir",
+        target.to_str().unwrap(),
+    ]);
+    assert!(!ok, "a corrupted snapshot was restored: {out}");
+    assert!(out.contains("bad.db") && out.contains("sha256"), "{out}");
+    assert!(!target.exists());
+
+    // Restore into three new members (as `etcdctl snapshot restore` per member), start them.
+    let mut c = Cluster::configure(10_000);
+    for m in &c.members {
+        let (ok, out) = ferro_store(&[
+            "snapshot",
+            "restore",
+            file_s,
+            "--name",
+            &m.name,
+            "--data-dir",
+            m.data_dir.to_str().unwrap(),
+            "--initial-cluster",
+            &c.initial,
+            "--initial-advertise-peer-urls",
+            &m.peer,
+        ]);
+        assert!(ok, "restore for {}: {out}", m.name);
+    }
+    // Restoring over an existing data dir is refused.
+    let (ok, out) = ferro_store(&[
+        "snapshot",
+        "restore",
+        file_s,
+        "--data-dir",
+        c.members[0].data_dir.to_str().unwrap(),
+    ]);
+    assert!(!ok && out.contains("exists"), "{out}");
+    c.launch();
+    for m in &c.members {
+        let (ok, out) = etcdctl3(&m.url, &["get", "snap/", "--prefix", "--keys-only"]);
+        assert!(ok, "{out}");
+        assert_eq!(
+            out.split_whitespace().count(),
+            50,
+            "keys on {}: {out}",
+            m.name
+        );
+        let (_, json) = etcdctl3(&m.url, &["get", "snap/49", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        assert_eq!(
+            v["header"]["revision"].as_i64(),
+            Some(src_rev),
+            "revision kept"
+        );
+        assert_eq!(get(&m.url, "fleet/unit", true).as_deref(), Some("kept"));
+        // The compaction travelled too.
+        let (ok, out) = etcdctl3(&m.url, &["get", "snap/00", "--rev", "5"]);
+        assert!(!ok && out.contains("compacted"), "{out}");
+    }
+    // The restored cluster takes writes and lists its new members.
+    let (ok, out) = etcdctl3(&c.members[1].url, &["put", "after", "restore"]);
+    assert!(ok, "{out}");
+    let (ok, out) = etcdctl3(&c.members[2].url, &["member", "list"]);
+    assert!(ok, "{out}");
+    for m in &c.members {
+        assert!(out.contains(&m.peer), "{} missing from {out}", m.name);
+    }
 }

@@ -46,7 +46,8 @@ pub fn load(db: &Database) -> Result<Option<Stored>, StorageError> {
     Ok(Some(Stored { meta, data }))
 }
 
-fn save(db: &Database, meta: &Meta, data: &[u8]) -> Result<(), StorageError> {
+/// Stores a snapshot (also how a restored data dir starts).
+pub fn save(db: &Database, meta: &Meta, data: &[u8]) -> Result<(), StorageError> {
     let w = |e: redb::Error| storage_error(StorageIOError::write_state_machine, &e);
     let meta = serde_json::to_vec(meta).map_err(sm_err)?;
     let txn = db.begin_write().map_err(|e| w(e.into()))?;

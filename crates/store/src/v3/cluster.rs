@@ -2,7 +2,10 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+
+use tokio_stream::Stream;
 
 use tonic::{Request, Response, Status};
 
@@ -53,6 +56,34 @@ impl Cluster {
 
 #[tonic::async_trait]
 impl pb::cluster_server::Cluster for Arc<Cluster> {
+    async fn member_add(
+        &self,
+        _: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        Err(Status::unimplemented("MemberAdd is not supported yet"))
+    }
+
+    async fn member_remove(
+        &self,
+        _: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        Err(Status::unimplemented("MemberRemove is not supported yet"))
+    }
+
+    async fn member_update(
+        &self,
+        _: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        Err(Status::unimplemented("MemberUpdate is not supported yet"))
+    }
+
+    async fn member_promote(
+        &self,
+        _: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        Err(Status::unimplemented("MemberPromote is not supported yet"))
+    }
+
     async fn member_list(
         &self,
         _: Request<pb::MemberListRequest>,
@@ -64,8 +95,47 @@ impl pb::cluster_server::Cluster for Arc<Cluster> {
     }
 }
 
+/// etcd streams its snapshot in 32 KiB pieces.
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl pb::maintenance_server::Maintenance for Arc<Cluster> {
+    type SnapshotStream = SnapshotStream;
+
+    /// The applied state as a snapshot file's bytes (see [`crate::snapshot`]): the data in
+    /// pieces counting down `remaining_bytes`, then its sha256 with `remaining_bytes` 0.
+    async fn snapshot(
+        &self,
+        _: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        let state = self.core.lock().state.clone();
+        let data = tokio::task::spawn_blocking(move || crate::snapshot::encode(&state))
+            .await
+            .map_err(|e| Status::internal(format!("encoding the snapshot: {e}")))?
+            .map_err(|e| Status::internal(format!("encoding the snapshot: {e}")))?;
+        let hash = crate::snapshot::digest(&data);
+        let mut left = data.len();
+        let mut msgs: Vec<Result<pb::SnapshotResponse, Status>> = data
+            .chunks(SNAPSHOT_CHUNK)
+            .map(|blob| {
+                left -= blob.len();
+                Ok(pb::SnapshotResponse {
+                    header: None,
+                    remaining_bytes: left as u64,
+                    blob: blob.to_vec(),
+                })
+            })
+            .collect();
+        msgs.push(Ok(pb::SnapshotResponse {
+            header: None,
+            remaining_bytes: 0,
+            blob: hash.to_vec(),
+        }));
+        Ok(Response::new(Box::pin(tokio_stream::iter(msgs))))
+    }
+
     async fn alarm(
         &self,
         _: Request<pb::AlarmRequest>,

@@ -46,7 +46,13 @@ impl Drop for Server {
     }
 }
 
-fn wait_ready(url: &str, child: &mut Child, what: &str) {
+/// Why a server did not come up.
+enum StartError {
+    /// It exited; its log says why.
+    Exited(String),
+}
+
+fn wait_ready(url: &str, child: &mut Child, what: &str, log: &Path) -> Result<(), StartError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -55,11 +61,14 @@ fn wait_ready(url: &str, child: &mut Child, what: &str) {
     loop {
         if let Ok(r) = client.get(format!("{url}/v2/keys/")).send() {
             if r.status().is_success() {
-                return;
+                return Ok(());
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited early with {status}");
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(StartError::Exited(format!(
+                "{what} exited early with {status}: {log}"
+            )));
         }
         assert!(
             Instant::now() < deadline,
@@ -69,109 +78,127 @@ fn wait_ready(url: &str, child: &mut Child, what: &str) {
     }
 }
 
+/// How often a server whose free port was taken meanwhile is started again on other ports.
+const PORT_RETRIES: usize = 5;
+
 impl Server {
-    fn spawn(
+    /// Starts `bin` with the flags `args` makes for (client URL, peer URL, data dir) on free
+    /// ports. A free port can be taken by someone else (an etcdctl's outgoing connection) before
+    /// the server binds it: then it starts again on other ports.
+    fn start(
         name: &'static str,
         bin: PathBuf,
-        args: Vec<String>,
-        url: String,
-        peer_url: String,
-        dir: tempfile::TempDir,
-        data_dir: PathBuf,
+        args: impl Fn(&str, &str, &Path) -> Vec<String>,
     ) -> Server {
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let mut child = Command::new(&bin)
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        wait_ready(&url, &mut child, name);
-        Server {
-            name,
-            url,
-            peer_url,
-            child,
-            dir,
-            data_dir,
-            args,
-            bin,
+        for _ in 0..PORT_RETRIES {
+            let (client, peer) = (free_port(), free_port());
+            let url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let dir = tempfile::tempdir().unwrap();
+            let data_dir = dir.path().join("data");
+            let args = args(&url, &peer_url, &data_dir);
+            let log_path = dir.path().join("log");
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut child = Command::new(&bin)
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+            match wait_ready(&url, &mut child, name, &log_path) {
+                Ok(()) => {
+                    return Server {
+                        name,
+                        url,
+                        peer_url,
+                        child,
+                        dir,
+                        data_dir,
+                        args,
+                        bin,
+                    }
+                }
+                Err(StartError::Exited(why))
+                    if why.to_lowercase().contains("address already in use") =>
+                {
+                    eprintln!("{name}: a free port was taken meanwhile, starting again: {why}");
+                }
+                Err(StartError::Exited(why)) => panic!("{why}"),
+            }
         }
+        panic!("{name}: no free ports after {PORT_RETRIES} attempts");
     }
 
     /// Real etcd 3.4 with the v2 API on, single member, on free ports.
     pub fn etcd() -> Server {
         let bin = require_tool("etcd", "etcd-server");
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        let args = vec![
-            "--name".into(),
-            "node1".into(),
-            "--enable-v2".into(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-            "--listen-client-urls".into(),
-            url.clone(),
-            "--advertise-client-urls".into(),
-            url.clone(),
-            "--listen-peer-urls".into(),
-            peer_url.clone(),
-            "--initial-advertise-peer-urls".into(),
-            peer_url.clone(),
-            "--initial-cluster".into(),
-            format!("node1={peer_url}"),
-            "--log-level".into(),
-            "error".into(),
-            "--logger".into(),
-            "zap".into(),
-        ];
-        Server::spawn("etcd", bin, args, url, peer_url, dir, data_dir)
+        Server::start("etcd", bin, |url, peer_url, data_dir| {
+            vec![
+                "--name".into(),
+                "node1".into(),
+                "--enable-v2".into(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+                "--listen-client-urls".into(),
+                url.into(),
+                "--advertise-client-urls".into(),
+                url.into(),
+                "--listen-peer-urls".into(),
+                peer_url.into(),
+                "--initial-advertise-peer-urls".into(),
+                peer_url.into(),
+                "--initial-cluster".into(),
+                format!("node1={peer_url}"),
+                "--log-level".into(),
+                "error".into(),
+                "--logger".into(),
+                "zap".into(),
+            ]
+        })
     }
 
     /// ferro-store with the same flags (peer flags too: they must be accepted).
     pub fn ours() -> Server {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_ferro-store"));
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        let args = vec![
-            "--name".into(),
-            "node1".into(),
-            "--enable-v2".into(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-            "--listen-client-urls".into(),
-            url.clone(),
-            "--advertise-client-urls".into(),
-            url.clone(),
-            "--listen-peer-urls".into(),
-            peer_url.clone(),
-            "--initial-advertise-peer-urls".into(),
-            peer_url.clone(),
-            "--initial-cluster".into(),
-            format!("node1={peer_url}"),
-            "--log-level".into(),
-            "error".into(),
-        ];
-        Server::spawn("ferro-store", bin, args, url, peer_url, dir, data_dir)
+        Server::start("ferro-store", bin, |url, peer_url, data_dir| {
+            vec![
+                "--name".into(),
+                "node1".into(),
+                "--enable-v2".into(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+                "--listen-client-urls".into(),
+                url.into(),
+                "--advertise-client-urls".into(),
+                url.into(),
+                "--listen-peer-urls".into(),
+                peer_url.into(),
+                "--initial-advertise-peer-urls".into(),
+                peer_url.into(),
+                "--initial-cluster".into(),
+                format!("node1={peer_url}"),
+                "--log-level".into(),
+                "error".into(),
+            ]
+        })
     }
 
     /// kill -9 and start again on the same data dir and ports.
     pub fn crash_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        let log = std::fs::File::create(self.dir.path().join("log2")).unwrap();
+        let log_path = self.dir.path().join("log2");
+        let log = std::fs::File::create(&log_path).unwrap();
         self.child = Command::new(&self.bin)
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        wait_ready(&self.url.clone(), &mut self.child, self.name);
+        if let Err(StartError::Exited(why)) =
+            wait_ready(&self.url.clone(), &mut self.child, self.name, &log_path)
+        {
+            panic!("{why}");
+        }
     }
 }

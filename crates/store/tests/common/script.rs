@@ -8,7 +8,8 @@
 //! - `STREAM <name> <n> <path?query>`: a streaming watch collected (by `AWAIT`) after n events.
 //! - `SLEEP <ms>`; `ETCDCTL2 <args>` / `ETCDCTL3 <args>`: Debian's etcdctl with that API version
 //!   (`"quoted args"`, `<<< stdin` with `\n`, `{lease}` = the last granted lease);
-//!   `ETCDCTL3FOR <ms> <args>` stops the command after ms (for `watch`).
+//!   `ETCDCTL3FOR <ms> <args>` stops the command once it has printed something and then
+//!   nothing for ms (for `watch`; a fixed wall time flaked when etcdctl was slow to start).
 //! - `{idx:N}` in a line becomes the server's start index + N.
 
 use std::collections::HashMap;
@@ -18,6 +19,49 @@ use std::time::Duration;
 
 use super::json::{normalise_body, rebase_numbers, J};
 use super::Server;
+
+/// The longest a stopped-when-quiet command (`ETCDCTL3FOR`) may run without printing anything.
+const QUIET_CAP: Duration = Duration::from_secs(15);
+
+/// Runs a command that does not end by itself (a watch) until it has printed something and
+/// then been quiet for `quiet`, or until `QUIET_CAP` without output; then kills it.
+fn run_until_quiet(mut child: std::process::Child, quiet: Duration) -> std::process::Output {
+    use std::io::Read;
+    use std::sync::mpsc;
+    use std::time::Instant;
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut out = Vec::new();
+    loop {
+        let wait = if out.is_empty() {
+            QUIET_CAP.saturating_sub(start.elapsed())
+        } else {
+            quiet
+        };
+        match rx.recv_timeout(wait) {
+            Ok(chunk) => out.extend(chunk),
+            // Quiet long enough, or the command ended.
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let mut done = child.wait_with_output().unwrap();
+    let _ = reader.join();
+    while let Ok(chunk) = rx.try_recv() {
+        out.extend(chunk);
+    }
+    done.stdout = out;
+    done
+}
 
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -229,11 +273,10 @@ impl<'a> Runner<'a> {
             input.write_all(text.as_bytes()).unwrap();
         }
         drop(input);
-        if let Some(ms) = wait_ms {
-            std::thread::sleep(Duration::from_millis(ms));
-            let _ = child.kill();
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = match wait_ms {
+            Some(ms) => run_until_quiet(child, Duration::from_millis(ms)),
+            None => child.wait_with_output().unwrap(),
+        };
         let code = if wait_ms.is_some() {
             "killed".to_string()
         } else {
