@@ -259,7 +259,7 @@ pub fn split_urls(s: &str) -> Vec<String> {
 }
 
 /// `http://host:port[/]` → `host:port` (`localhost` stays a name; the listener resolves it).
-fn host_port(url: &str) -> Option<String> {
+pub fn host_port(url: &str) -> Option<String> {
     let rest = url.strip_prefix("http://")?;
     let hp = rest.trim_end_matches('/');
     (hp.contains(':') && !hp.contains('/')).then(|| hp.to_string())

@@ -98,9 +98,11 @@ pub struct Options {
 /// A member as `/v2/members` and MemberList show it.
 pub struct MemberInfo {
     pub id: u64,
+    /// Empty until the member has started and published it (etcd's "unstarted").
     pub name: String,
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
+    pub is_learner: bool,
 }
 
 type Waiter = oneshot::Sender<(u64, Vec<Output>)>;
@@ -113,8 +115,10 @@ pub struct Core {
     pub term: Arc<AtomicU64>,
     pub id: u64,
     raft: OnceLock<Raft>,
-    net: Network,
+    pub(crate) net: Network,
     waiters: Mutex<HashMap<u64, Waiter>>,
+    /// Told by the leader that this member was removed from the cluster.
+    pub removed: tokio::sync::Notify,
 }
 
 impl Core {
@@ -160,6 +164,7 @@ impl Core {
             raft: OnceLock::new(),
             net: Network::new(),
             waiters: Mutex::new(HashMap::new()),
+            removed: tokio::sync::Notify::new(),
         });
         let config = openraft::Config {
             cluster_name: "ferro-store".into(),
@@ -215,19 +220,24 @@ impl Core {
     /// The members of the applied membership, with the client URLs they published.
     pub fn members(&self) -> Vec<MemberInfo> {
         let inner = self.lock();
+        let learners: Vec<u64> = inner.membership.membership().learner_ids().collect();
         inner
             .membership
             .nodes()
-            .map(|(id, n)| MemberInfo {
-                id: *id,
-                name: n.name.clone(),
-                peer_urls: n.peer_urls.clone(),
-                client_urls: inner
-                    .state
-                    .members
-                    .get(id)
-                    .map(|p| p.client_urls.clone())
-                    .unwrap_or_default(),
+            .map(|(id, n)| {
+                let published = inner.state.members.get(id);
+                MemberInfo {
+                    id: *id,
+                    name: match published {
+                        Some(p) if n.name.is_empty() => p.name.clone(),
+                        _ => n.name.clone(),
+                    },
+                    peer_urls: n.peer_urls.clone(),
+                    client_urls: published.map(|p| p.client_urls.clone()).unwrap_or_default(),
+                    // A member added as a voter is a Raft learner only until it has caught
+                    // up: etcd lists it as a voter from the start, and so do we.
+                    is_learner: learners.contains(id) && n.learner,
+                }
             })
             .collect()
     }
@@ -242,6 +252,7 @@ impl Core {
                 name: own.name.clone(),
                 peer_urls: own.peer_urls.clone(),
                 client_urls: Vec::new(),
+                is_learner: false,
             });
         }
         for m in ms.iter_mut().filter(|m| m.id == own.id) {
@@ -349,6 +360,40 @@ impl Core {
             return Ok(self.net.forward(&leader.1, &batch).await?);
         }
         Err(CoreError::NoLeader)
+    }
+
+    /// Makes a membership change through the leader (here, or forwarded); returns the log
+    /// index it committed at. A leader change on the way is retried a few times.
+    pub async fn change_membership(
+        &self,
+        change: crate::raft::membership::Change,
+    ) -> Result<u64, crate::raft::membership::ChangeError> {
+        use crate::raft::membership::{change_here, ChangeError};
+        let mut last = ChangeError::NoLeader;
+        for _ in 0..5 {
+            let Ok((id, node)) = self.wait_leader().await else {
+                return Err(ChangeError::NoLeader);
+            };
+            let r = if id == self.id {
+                change_here(self, change.clone()).await
+            } else {
+                match self.net.member_change(&node, &change).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "forwarding a membership change");
+                        Err(ChangeError::NoLeader)
+                    }
+                }
+            };
+            match r {
+                Err(ChangeError::NoLeader) => {
+                    last = ChangeError::NoLeader;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                r => return r,
+            }
+        }
+        Err(last)
     }
 
     /// The current leader (id and node), waiting for an election if there is none.

@@ -11,6 +11,8 @@ pub struct Member {
     pub client_urls: Vec<String>,
     /// Unix nanoseconds.
     pub start_time: i64,
+    /// `--initial-cluster-token`: with the peer URLs, it makes a member's ID.
+    pub token: String,
 }
 
 /// A stable 64-bit ID from strings (etcd derives IDs by hashing the same inputs).
@@ -33,6 +35,7 @@ impl Member {
             peer_urls,
             client_urls,
             start_time: crate::core::now_nanos(),
+            token: token.to_string(),
         }
     }
 
@@ -61,10 +64,17 @@ impl Member {
                     crate::raft::PeerNode {
                         name,
                         peer_urls: urls,
+                        learner: false,
                     },
                 )
             })
             .collect()
+    }
+
+    /// The ID a member added with these peer URLs gets: the one it computes for itself when it
+    /// starts with them in `--initial-cluster` (same token).
+    pub fn id_for(&self, peer_urls: &[String]) -> u64 {
+        Member::new("", peer_urls.to_vec(), Vec::new(), &self.token).id
     }
 
     pub fn id_hex(&self) -> String {

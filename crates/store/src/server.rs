@@ -36,6 +36,9 @@ impl Server {
         let mut member = Member::new(&cfg.name, own_urls, cfg.advertise_client_urls(), token);
         let ids: Vec<u64> = initial.iter().map(|(id, _)| *id).collect();
         member.set_cluster(&ids, token);
+        if cfg.initial_cluster_state == "existing" {
+            member.cluster_id = existing_cluster_id(&data_dir, &initial, member.id).await?;
+        }
         let member = Arc::new(member);
         let (cluster_id, member_id) = (member.cluster_id, member.id);
         let term = Arc::new(AtomicU64::new(0));
@@ -79,16 +82,14 @@ impl Server {
             tracing::info!(%addr, "serving client requests");
             listeners.push(l);
         }
-        // A lone member exchanges nothing with peers: it does not take the peer port.
+        // A lone member listens for peers too: a member added later talks to it there.
         let mut peer_listeners = Vec::new();
-        if initial.len() > 1 {
-            for addr in cfg.peer_listeners()? {
-                let l = TcpListener::bind(&addr)
-                    .await
-                    .with_context(|| format!("listening for peers on {addr}"))?;
-                tracing::info!(%addr, "serving peers");
-                peer_listeners.push(l);
-            }
+        for addr in cfg.peer_listeners()? {
+            let l = TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("listening for peers on {addr}"))?;
+            tracing::info!(%addr, "serving peers");
+            peer_listeners.push(l);
         }
         let raft = core.raft();
         if cfg.initial_cluster_state == "new"
@@ -135,6 +136,9 @@ impl Server {
     pub async fn run(self) -> anyhow::Result<()> {
         tokio::spawn(Arc::clone(&self.core).expire_loop());
         tokio::spawn(publish(Arc::clone(&self.core), Arc::clone(&self.member)));
+        tokio::spawn(crate::raft::membership::promote_loop(Arc::clone(
+            &self.core,
+        )));
         let mut tasks = tokio::task::JoinSet::new();
         for l in self.peer_listeners {
             let app = crate::raft::peer::router(Arc::clone(&self.core));
@@ -162,9 +166,75 @@ impl Server {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, stopping"),
             _ = term.recv() => tracing::info!("terminated, stopping"),
+            _ = removed(Arc::clone(&self.core)) => {
+                anyhow::bail!("the member has been permanently removed from the cluster")
+            }
             Some(r) = tasks.join_next() => r.context("client listener task")?.context("serving clients")?,
         }
         Ok(())
+    }
+}
+
+/// Returns once the applied membership no longer has this member, after it had it (etcd's
+/// removed member stops).
+async fn removed(core: Arc<Core>) {
+    let listed = |core: &Core| {
+        core.lock()
+            .membership
+            .membership()
+            .get_node(&core.id)
+            .is_some()
+    };
+    let mut was_listed = false;
+    let told = core.removed.notified();
+    tokio::pin!(told);
+    loop {
+        let now = listed(&core);
+        if was_listed && !now {
+            return;
+        }
+        was_listed |= now;
+        tokio::select! {
+            _ = &mut told => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(300)) => {}
+        }
+    }
+}
+
+/// The cluster ID of the cluster a member joins (`--initial-cluster-state existing`): kept in
+/// the data dir once learned, else asked of the other members on their peer URLs.
+async fn existing_cluster_id(
+    data_dir: &std::path::Path,
+    initial: &[(u64, PeerNode)],
+    own: u64,
+) -> anyhow::Result<u64> {
+    let path = data_dir.join("member").join("cluster-id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return u64::from_str_radix(text.trim(), 16)
+            .with_context(|| format!("reading the cluster ID in {}", path.display()));
+    }
+    let net = crate::raft::network::Network::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        for (_, node) in initial.iter().filter(|(id, _)| *id != own) {
+            for url in &node.peer_urls {
+                match net.cluster_id(url).await {
+                    Ok(id) => {
+                        std::fs::create_dir_all(data_dir.join("member"))
+                            .with_context(|| format!("creating {}", data_dir.display()))?;
+                        std::fs::write(&path, format!("{id:x}\n"))
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        return Ok(id);
+                    }
+                    Err(e) => tracing::debug!(%url, error = %e, "asking for the cluster ID"),
+                }
+            }
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "joining an existing cluster: no other member of --initial-cluster answered on its peer URLs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 

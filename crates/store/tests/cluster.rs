@@ -519,3 +519,182 @@ fn an_etcdctl_snapshot_restores_into_a_new_cluster() {
         assert!(out.contains(&m.peer), "{} missing from {out}", m.name);
     }
 }
+
+impl Cluster {
+    /// Configures (does not start) one more member joining with `--initial-cluster-state
+    /// existing` and the `--initial-cluster` that `etcdctl member add` printed.
+    fn join(&mut self, name: &str, peer: &str, initial: &str) -> usize {
+        let url = format!("http://127.0.0.1:{}", free_port());
+        let data_dir = self._dir.path().join(name);
+        let args = vec![
+            format!("--name={name}"),
+            "--enable-v2".into(),
+            format!("--data-dir={}", data_dir.display()),
+            format!("--listen-client-urls={url}"),
+            format!("--advertise-client-urls={url}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster={initial}"),
+            "--initial-cluster-state=existing".into(),
+            "--heartbeat-interval=50".into(),
+            "--election-timeout=400".into(),
+            "--log-level=info".into(),
+        ];
+        self.members.push(Member {
+            name: name.into(),
+            url,
+            peer: peer.into(),
+            data_dir,
+            args,
+            child: None,
+            log: self._dir.path().join(format!("{name}.log")),
+        });
+        self.members.len() - 1
+    }
+}
+
+/// `etcdctl member list -w json` on one member: (id, name, peer URLs, is learner) each.
+fn member_list(url: &str) -> Vec<(u64, String, Vec<String>, bool)> {
+    let (ok, out) = etcdctl3(url, &["member", "list", "-w", "json"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["ID"].as_u64().unwrap(),
+                m["name"].as_str().unwrap_or("").to_string(),
+                m["peerURLs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|u| u.as_str().unwrap().to_string())
+                    .collect(),
+                m["isLearner"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn members_added_and_removed_live_with_etcdctl() {
+    let mut c = Cluster::start(10_000);
+    put(&c.members[0].url, "before", "join").unwrap();
+    let leader = c.leader(&[0, 1, 2]);
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+
+    // etcdctl member add through a follower (forwarded to the leader), as a user would.
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let (ok, out) = etcdctl3(
+        &c.members[followers[0]].url,
+        &["member", "add", "m3", &format!("--peer-urls={peer}")],
+    );
+    assert!(ok, "member add: {out}");
+    assert!(
+        out.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+        "{out}"
+    );
+    let initial = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in {out}"))
+        .to_string();
+    assert!(initial.contains(&format!("m3={peer}")), "{initial}");
+    // Listed at once, unstarted (no name yet) and as a voter, as etcd lists it.
+    let list = member_list(&c.members[leader].url);
+    let added = list.iter().find(|m| m.2 == vec![peer.clone()]).unwrap();
+    assert_eq!((added.1.as_str(), added.3), ("", false), "{list:?}");
+    let (ok, out) = etcdctl3(&c.members[leader].url, &["member", "list"]);
+    assert!(ok && out.contains("unstarted"), "{out}");
+
+    // The new member starts with the printed flags, catches up, and publishes its name.
+    let m3 = c.join("m3", &peer, &initial);
+    c.spawn(m3);
+    let m3_url = c.members[m3].url.clone();
+    eventually(30, "m3 to catch up", || {
+        (get(&m3_url, "before", false).as_deref() == Some("join")).then_some(())
+    });
+    eventually(30, "m3 listed by name on every member", || {
+        c.members
+            .iter()
+            .all(|m| {
+                member_list(&m.url)
+                    .iter()
+                    .any(|x| x.1 == "m3" && x.2 == vec![peer.clone()])
+            })
+            .then_some(())
+    });
+    // Added as a learner, it becomes a voter once caught up (the leader logs it).
+    eventually(30, "m3 promoted to a voter", || {
+        let log = std::fs::read_to_string(&c.members[leader].log).unwrap_or_default();
+        log.contains("promoted a caught-up learner").then_some(())
+    });
+    put(&m3_url, "through", "m3").unwrap();
+    assert_eq!(
+        get(&c.members[leader].url, "through", true).as_deref(),
+        Some("m3")
+    );
+
+    // Remove one original follower with etcdctl: it stops, as etcd's removed members do.
+    let gone = followers[0];
+    let gone_id = member_list(&c.members[leader].url)
+        .into_iter()
+        .find(|m| m.1 == c.members[gone].name)
+        .unwrap()
+        .0;
+    let (ok, out) = etcdctl3(
+        &c.members[leader].url,
+        &["member", "remove", &format!("{gone_id:x}")],
+    );
+    assert!(
+        ok && out.contains("removed from cluster"),
+        "member remove: {out}"
+    );
+    eventually(20, "the removed member to stop", || {
+        c.members[gone]
+            .child
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .map(|_| ())
+    });
+    let log = std::fs::read_to_string(&c.members[gone].log).unwrap();
+    assert!(log.contains("permanently removed"), "{log}");
+    assert_eq!(member_list(&c.members[m3].url).len(), 3);
+    // Voters are now {leader, the other follower, m3}: with that follower killed, writes still
+    // commit only if m3 was promoted to a voter.
+    c.kill(followers[1]);
+    eventually(30, "a write with m3 in the quorum", || {
+        put(&c.members[leader].url, "quorum", "with-m3").ok()
+    });
+    assert_eq!(get(&m3_url, "quorum", true).as_deref(), Some("with-m3"));
+
+    // Removing it again: etcd's error text.
+    let (ok, out) = etcdctl3(
+        &c.members[leader].url,
+        &["member", "remove", &format!("{gone_id:x}")],
+    );
+    assert!(!ok && out.contains("member not found"), "{out}");
+
+    // The v2 members API: add (201), a duplicate peer URL (409), remove (204), again (404).
+    let v2 = format!("{}/v2/members", c.members[leader].url);
+    let spare = format!("http://127.0.0.1:{}", free_port());
+    let body = serde_json::json!({ "peerURLs": [spare] });
+    let r = client().post(&v2).json(&body).send().unwrap();
+    assert_eq!(r.status(), 201);
+    let m: serde_json::Value = r.json().unwrap();
+    let id = m["id"].as_str().unwrap().to_string();
+    assert_eq!(m["peerURLs"][0], spare.as_str());
+    let r = client().post(&v2).json(&body).send().unwrap();
+    assert_eq!(r.status(), 409);
+    let r = client().delete(format!("{v2}/{id}")).send().unwrap();
+    assert_eq!(r.status(), 204);
+    let r = client().delete(format!("{v2}/{id}")).send().unwrap();
+    assert_eq!(r.status(), 404);
+    let e: serde_json::Value = r.json().unwrap();
+    assert_eq!(e["message"], format!("No such member: {id}"));
+}

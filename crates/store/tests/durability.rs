@@ -179,8 +179,12 @@ fn unknown_flags_fail_and_env_configures() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
+    // A free peer port: the default (localhost:2380) may be taken on a shared machine.
+    let peer = format!("http://127.0.0.1:{}", common::free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferro-store"))
         .env("ETCD_NAME", "from-env")
+        .env("ETCD_LISTEN_PEER_URLS", &peer)
+        .env("ETCD_INITIAL_ADVERTISE_PEER_URLS", &peer)
         .env("ETCD_ENABLE_V2", "true")
         .env("ETCD_DATA_DIR", dir.path())
         .env("ETCD_LISTEN_CLIENT_URLS", &url)

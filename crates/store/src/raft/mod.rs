@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod peer;
 pub mod state_machine;
@@ -27,6 +28,9 @@ use crate::state::Command;
 pub struct PeerNode {
     pub name: String,
     pub peer_urls: Vec<String>,
+    /// Added as a learner on purpose (`member add --learner`): not promoted automatically.
+    #[serde(default)]
+    pub learner: bool,
 }
 
 /// One log entry's payload.

@@ -78,6 +78,37 @@ impl Network {
             .await
     }
 
+    /// Has the leader make a membership change; its answer, or how reaching it failed.
+    pub async fn member_change(
+        &self,
+        leader: &PeerNode,
+        change: &super::membership::Change,
+    ) -> Result<Result<u64, super::membership::ChangeError>, PeerError> {
+        self.post(
+            leader,
+            "/raft/member-change",
+            change,
+            Duration::from_secs(30),
+        )
+        .await
+    }
+
+    /// Tells member `id` that it was removed from the cluster.
+    pub async fn tell_removed(&self, node: &PeerNode, id: u64) -> Result<(), PeerError> {
+        self.post(node, "/raft/removed", &id, Duration::from_secs(2))
+            .await
+    }
+
+    /// The cluster ID a member reports (how a member joining an existing cluster learns it).
+    pub async fn cluster_id(&self, url: &str) -> Result<u64, PeerError> {
+        let node = PeerNode {
+            peer_urls: vec![url.to_string()],
+            ..Default::default()
+        };
+        self.post(&node, "/raft/cluster-id", &(), Duration::from_secs(2))
+            .await
+    }
+
     /// The leader's commit index, confirmed by a quorum: applying up to it makes a read linearizable.
     pub async fn read_index(&self, leader: &PeerNode) -> Result<u64, PeerError> {
         self.post(leader, "/raft/read-index", &(), Duration::from_secs(5))

@@ -20,6 +20,9 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/propose", post(propose))
         .route("/raft/read-index", post(read_index))
+        .route("/raft/member-change", post(member_change))
+        .route("/raft/cluster-id", post(cluster_id))
+        .route("/raft/removed", post(removed))
         .with_state(core)
 }
 
@@ -47,6 +50,31 @@ async fn propose(State(core): State<Arc<Core>>, Json(batch): Json<Batch>) -> Res
         Ok(_) => Json(()).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
+}
+
+/// A follower's membership change (MemberAdd and friends): made here, as the leader.
+async fn member_change(
+    State(core): State<Arc<Core>>,
+    Json(change): Json<super::membership::Change>,
+) -> Response {
+    Json(super::membership::change_here(&core, change).await).into_response()
+}
+
+/// The leader removed `id` from the cluster: if that is us, stop.
+async fn removed(State(core): State<Arc<Core>>, Json(id): Json<u64>) -> Response {
+    if id != core.id {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("this is member {:x}, not {id:x}", core.id),
+        )
+            .into_response();
+    }
+    core.removed.notify_one();
+    Json(()).into_response()
+}
+
+async fn cluster_id(State(core): State<Arc<Core>>) -> Response {
+    Json((core.header)(0).cluster_id).into_response()
 }
 
 async fn read_index(State(core): State<Arc<Core>>) -> Response {

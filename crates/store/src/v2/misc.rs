@@ -13,7 +13,7 @@ use crate::state::event::rfc3339_nanos;
 pub const SERVER_VERSION: &str = "3.4.23";
 pub const CLUSTER_VERSION: &str = "3.4.0";
 
-fn json_response<T: Serialize>(v: &T) -> Response {
+pub(crate) fn json_response<T: Serialize>(v: &T) -> Response {
     let mut body = serde_json::to_string(v).expect("responses serialise");
     body.push('\n');
     let mut res = body.into_response();
@@ -45,7 +45,7 @@ pub async fn not_found() -> Response {
 
 /// etcd's `httptypes.Member` (structs, not `json!`, to keep Go's field order).
 #[derive(Serialize)]
-struct MemberJson {
+pub(crate) struct MemberJson {
     id: String,
     name: String,
     #[serde(rename = "peerURLs")]
@@ -54,7 +54,7 @@ struct MemberJson {
     client_urls: Vec<String>,
 }
 
-fn member_json(m: crate::core::MemberInfo) -> MemberJson {
+pub(crate) fn member_json(m: crate::core::MemberInfo) -> MemberJson {
     MemberJson {
         id: format!("{:x}", m.id),
         name: m.name,

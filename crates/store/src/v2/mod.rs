@@ -1,6 +1,7 @@
 //! etcd's v2 HTTP API: `/v2/keys`, `/v2/members`, `/v2/stats`, `/v2/machines`, `/version`, `/health`.
 
 mod handlers;
+mod members;
 pub mod misc;
 pub mod request;
 
@@ -31,7 +32,11 @@ pub fn router(ctx: Ctx, grpc: Router) -> Router {
             .route("/v2/keys", any(handlers::keys))
             .route("/v2/keys/", any(handlers::keys))
             .route("/v2/keys/{*key}", any(handlers::keys))
-            .route("/v2/members", get(misc::members))
+            .route("/v2/members", get(misc::members).post(members::add))
+            .route(
+                "/v2/members/{id}",
+                axum::routing::delete(members::remove).put(members::update),
+            )
             .route("/v2/members/leader", get(misc::leader))
             .route("/v2/machines", get(misc::machines))
             .route("/v2/stats/self", get(misc::stats_self))

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::pb::etcdserverpb as pb;
 use crate::core::Core;
 use crate::member::Member;
+use crate::raft::membership::{self, Change, ChangeError};
 use crate::v2::misc::SERVER_VERSION;
 
 pub struct Cluster {
@@ -35,7 +36,7 @@ impl Cluster {
                 name: m.name,
                 peer_ur_ls: m.peer_urls,
                 client_ur_ls: m.client_urls,
-                is_learner: false,
+                is_learner: m.is_learner,
             })
             .collect()
     }
@@ -54,34 +55,100 @@ impl Cluster {
     }
 }
 
+/// etcd's gRPC codes for refused membership changes.
+fn change_status(e: ChangeError) -> Status {
+    let msg = e.to_string();
+    match e {
+        ChangeError::NotFound => Status::not_found(msg),
+        ChangeError::PeerUrlExists
+        | ChangeError::IdExists
+        | ChangeError::NotLearner
+        | ChangeError::LearnerNotReady => Status::failed_precondition(msg),
+        ChangeError::NoLeader | ChangeError::Raft(_) => Status::unavailable(msg),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::cluster_server::Cluster for Arc<Cluster> {
     async fn member_add(
         &self,
-        _: Request<pb::MemberAddRequest>,
+        req: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
-        Err(Status::unimplemented("MemberAdd is not supported yet"))
+        let r = req.into_inner();
+        if r.peer_ur_ls.is_empty() {
+            return Err(Status::invalid_argument("etcdserver: no peer URLs given"));
+        }
+        if let Some(bad) = r
+            .peer_ur_ls
+            .iter()
+            .find(|u| crate::config::host_port(u).is_none())
+        {
+            return Err(Status::invalid_argument(format!(
+                "etcdserver: invalid peer URL {bad:?} (expected http://host:port)"
+            )));
+        }
+        let id = self.member.id_for(&r.peer_ur_ls);
+        let change = Change::Add {
+            id,
+            peer_urls: r.peer_ur_ls.clone(),
+            learner: r.is_learner,
+        };
+        membership::change(&self.core, change)
+            .await
+            .map_err(change_status)?;
+        let members = self.members_pb();
+        let member = members.iter().find(|m| m.id == id).cloned();
+        Ok(Response::new(pb::MemberAddResponse {
+            header: Some(self.header()),
+            member,
+            members,
+        }))
     }
 
     async fn member_remove(
         &self,
-        _: Request<pb::MemberRemoveRequest>,
+        req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
-        Err(Status::unimplemented("MemberRemove is not supported yet"))
+        let id = req.into_inner().id;
+        membership::change(&self.core, Change::Remove { id })
+            .await
+            .map_err(change_status)?;
+        Ok(Response::new(pb::MemberRemoveResponse {
+            header: Some(self.header()),
+            members: self.members_pb(),
+        }))
     }
 
     async fn member_update(
         &self,
-        _: Request<pb::MemberUpdateRequest>,
+        req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented("MemberUpdate is not supported yet"))
+        let r = req.into_inner();
+        let change = Change::Update {
+            id: r.id,
+            peer_urls: r.peer_ur_ls,
+        };
+        membership::change(&self.core, change)
+            .await
+            .map_err(change_status)?;
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: Some(self.header()),
+            members: self.members_pb(),
+        }))
     }
 
     async fn member_promote(
         &self,
-        _: Request<pb::MemberPromoteRequest>,
+        req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        Err(Status::unimplemented("MemberPromote is not supported yet"))
+        let id = req.into_inner().id;
+        membership::change(&self.core, Change::Promote { id })
+            .await
+            .map_err(change_status)?;
+        Ok(Response::new(pb::MemberPromoteResponse {
+            header: Some(self.header()),
+            members: self.members_pb(),
+        }))
     }
 
     async fn member_list(
@@ -162,7 +229,11 @@ impl pb::maintenance_server::Maintenance for Arc<Cluster> {
             raft_applied_index: applied,
             errors: Vec::new(),
             db_size_in_use: size,
-            is_learner: false,
+            is_learner: self
+                .core
+                .members()
+                .iter()
+                .any(|m| m.id == self.member.id && m.is_learner),
         }))
     }
 
