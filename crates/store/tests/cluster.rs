@@ -1,6 +1,8 @@
 //! 3-member clusters on loopback: writes through any member, reads on all, kill -9 of the
 //! leader under load (no acknowledged write lost, writes continue), a restarted member catching
-//! up (through a snapshot once the log it missed is purged).
+//! up (through a snapshot once the log it missed is purged), restore from an etcdctl snapshot,
+//! members added and removed live with etcdctl, and a linearizability check of a concurrent
+//! history recorded across a leader kill and restart.
 
 mod common;
 
@@ -697,4 +699,238 @@ fn members_added_and_removed_live_with_etcdctl() {
     assert_eq!(r.status(), 404);
     let e: serde_json::Value = r.json().unwrap();
     assert_eq!(e["message"], format!("No such member: {id}"));
+}
+
+mod checker {
+    //! The linearizability checker must reject what is not linearizable, or the cluster test
+    //! below proves nothing.
+    use std::time::{Duration, Instant};
+
+    use super::common::linearizability::{check, Kind, Op};
+
+    fn op(t0: Instant, kind: Kind, call: u64, ret: Option<u64>) -> Op {
+        Op {
+            key: "k".into(),
+            kind,
+            call: t0 + Duration::from_millis(call),
+            ret: ret.map(|r| t0 + Duration::from_millis(r)),
+            client: 0,
+        }
+    }
+
+    fn w(v: &str) -> Kind {
+        Kind::Write(v.into())
+    }
+
+    fn r(v: Option<&str>) -> Kind {
+        Kind::Read(v.map(String::from))
+    }
+
+    #[test]
+    fn a_stale_read_after_an_acknowledged_write_is_caught() {
+        let t = Instant::now();
+        let h = [
+            op(t, w("a"), 0, Some(10)),
+            op(t, w("b"), 20, Some(30)),
+            op(t, r(Some("a")), 40, Some(50)),
+        ];
+        assert!(check(&h).is_err());
+        // A lost acknowledged write: the key reads as never written.
+        assert!(check(&[op(t, w("a"), 0, Some(10)), op(t, r(None), 20, Some(30))]).is_err());
+    }
+
+    #[test]
+    fn concurrent_and_unknown_operations_may_order_either_way() {
+        let t = Instant::now();
+        // Overlapping writes; reads see them in an order both allow.
+        let h = [
+            op(t, w("a"), 0, Some(100)),
+            op(t, w("b"), 10, Some(90)),
+            op(t, r(Some("a")), 20, Some(30)),
+            op(t, r(Some("b")), 95, Some(99)),
+        ];
+        assert!(check(&h).is_ok());
+        // But not back again once both have returned.
+        let mut bad = h.to_vec();
+        bad.push(op(t, r(Some("a")), 120, Some(130)));
+        bad.push(op(t, r(Some("b")), 140, Some(150)));
+        assert!(check(&bad).is_err());
+        // A write with an unknown outcome may take effect late, or never.
+        let h = [
+            op(t, w("a"), 0, Some(10)),
+            op(t, w("x"), 20, None),
+            op(t, r(Some("a")), 30, Some(40)),
+            op(t, r(Some("x")), 50, Some(60)),
+        ];
+        assert!(check(&h).is_ok());
+        assert!(check(&h[..3]).is_ok());
+        // Never read back before it was written.
+        let h = [op(t, r(Some("x")), 0, Some(10)), op(t, w("x"), 20, None)];
+        assert!(check(&h).is_err());
+    }
+}
+
+/// One client's operation against a member: a v2 write, or a quorum (linearizable) read.
+fn record(
+    url: &str,
+    key: &str,
+    kind: &common::linearizability::Kind,
+) -> Result<common::linearizability::Kind, ()> {
+    use common::linearizability::Kind;
+    let c = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    match kind {
+        Kind::Write(v) => {
+            let r = c
+                .put(format!("{url}/v2/keys/{key}"))
+                .form(&[("value", v)])
+                .send()
+                .map_err(|_| ())?;
+            r.status().is_success().then(|| kind.clone()).ok_or(())
+        }
+        Kind::Read(_) => {
+            let r = c
+                .get(format!("{url}/v2/keys/{key}?quorum=true"))
+                .send()
+                .map_err(|_| ())?;
+            match r.status().as_u16() {
+                200 => {
+                    let v: serde_json::Value = r.json().map_err(|_| ())?;
+                    Ok(Kind::Read(v["node"]["value"].as_str().map(String::from)))
+                }
+                404 => Ok(Kind::Read(None)),
+                _ => Err(()),
+            }
+        }
+    }
+}
+
+/// splitmix64's finaliser: well-spread bits from a counter.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// Six clients write unique values to and quorum-read three keys through all members while the
+/// leader is killed (-9) and restarted; the whole history, with final reads on every member,
+/// must be linearizable (so no acknowledged write is lost). `LIN_TRACE=1` prints every operation.
+#[test]
+fn histories_under_leader_kill_and_restart_are_linearizable() {
+    use common::linearizability::{check, Kind, Op};
+    let mut c = Cluster::start(10_000);
+    let urls: Vec<String> = c.members.iter().map(|m| m.url.clone()).collect();
+    let keys = ["lin/a", "lin/b", "lin/c"];
+    let stop = AtomicBool::new(false);
+    let leader = c.leader(&[0, 1, 2]);
+    let mut history: Vec<Op> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..6)
+            .map(|t| {
+                let (urls, stop, keys) = (&urls, &stop, &keys);
+                s.spawn(move || {
+                    let mut ops = Vec::new();
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        // A deterministic, per-client mix of keys, members, reads and writes.
+                        let h = mix(n << 8 | t as u64);
+                        let key = keys[(h % 3) as usize];
+                        let url = &urls[((h >> 8) % 3) as usize];
+                        let kind = if (h >> 16) % 2 == 0 {
+                            Kind::Write(format!("{t}-{n}"))
+                        } else {
+                            Kind::Read(None)
+                        };
+                        let call = Instant::now();
+                        let result = record(url, key, &kind);
+                        let ret = Instant::now();
+                        if std::env::var_os("LIN_TRACE").is_some() {
+                            eprintln!(
+                                "c{t} m{} {key} {kind:?} -> {result:?} {:?}",
+                                (h >> 8) % 3,
+                                ret - call
+                            );
+                        }
+                        match (result, kind) {
+                            (Ok(k), _) => ops.push(Op {
+                                key: key.into(),
+                                kind: k,
+                                call,
+                                ret: Some(ret),
+                                client: t,
+                            }),
+                            (Err(()), w @ Kind::Write(_)) => ops.push(Op {
+                                key: key.into(),
+                                kind: w,
+                                call,
+                                ret: None,
+                                client: t,
+                            }),
+                            // A failed read tells nothing.
+                            (Err(()), Kind::Read(_)) => {}
+                        }
+                    }
+                    ops
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        c.kill(leader);
+        std::thread::sleep(Duration::from_millis(2500));
+        c.spawn(leader);
+        std::thread::sleep(Duration::from_millis(3000));
+        stop.store(true, Ordering::Relaxed);
+        clients
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    // Final reads on every member (the restarted one included) after everything returned.
+    for url in &urls {
+        for key in keys {
+            let call = Instant::now();
+            let kind = eventually(30, "a final read", || {
+                record(url, key, &Kind::Read(None)).ok()
+            });
+            history.push(Op {
+                key: key.into(),
+                kind,
+                call,
+                ret: Some(Instant::now()),
+                client: 99,
+            });
+        }
+    }
+    let acked_writes = history
+        .iter()
+        .filter(|o| matches!(o.kind, Kind::Write(_)) && o.ret.is_some())
+        .count();
+    let unknown = history.iter().filter(|o| o.ret.is_none()).count();
+    eprintln!(
+        "linearizability: {} operations ({acked_writes} acknowledged writes, {unknown} unknown)",
+        history.len()
+    );
+    assert!(acked_writes > 20, "too little load to test anything");
+    if let Err(v) = check(&history) {
+        let t0 = v.ops.iter().map(|o| o.call).min().unwrap();
+        let lines: Vec<String> = v
+            .ops
+            .iter()
+            .map(|o| {
+                format!(
+                    "c{} {:?} {}..{}",
+                    o.client,
+                    o.kind,
+                    o.call.duration_since(t0).as_millis(),
+                    o.ret
+                        .map_or("?".into(), |r| r.duration_since(t0).as_millis().to_string())
+                )
+            })
+            .collect();
+        panic!("key {} has no linearization:\n{}", v.key, lines.join("\n"));
+    }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod json;
+pub mod linearizability;
 pub mod script;
 
 use std::net::TcpListener;
