@@ -682,7 +682,7 @@ fn members_added_and_removed_live_with_etcdctl() {
     );
     assert!(!ok && out.contains("member not found"), "{out}");
 
-    // The v2 members API: add (201), a duplicate peer URL (409), remove (204), again (404).
+    // The v2 members API: add (201), a duplicate peer URL (409), update, remove (204), again (404).
     let v2 = format!("{}/v2/members", c.members[leader].url);
     let spare = format!("http://127.0.0.1:{}", free_port());
     let body = serde_json::json!({ "peerURLs": [spare] });
@@ -693,6 +693,23 @@ fn members_added_and_removed_live_with_etcdctl() {
     assert_eq!(m["peerURLs"][0], spare.as_str());
     let r = client().post(&v2).json(&body).send().unwrap();
     assert_eq!(r.status(), 409);
+    // etcdctl member update changes its peer URLs.
+    let moved = format!("http://127.0.0.1:{}", free_port());
+    let (ok, out) = etcdctl3(
+        &c.members[m3].url,
+        &["member", "update", &id, &format!("--peer-urls={moved}")],
+    );
+    assert!(
+        ok && out.contains("updated in cluster"),
+        "member update: {out}"
+    );
+    let listed = member_list(&c.members[leader].url);
+    assert!(
+        listed
+            .iter()
+            .any(|m| format!("{:x}", m.0) == id && m.2 == vec![moved.clone()]),
+        "{listed:?}"
+    );
     let r = client().delete(format!("{v2}/{id}")).send().unwrap();
     assert_eq!(r.status(), 204);
     let r = client().delete(format!("{v2}/{id}")).send().unwrap();
