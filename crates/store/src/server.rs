@@ -36,9 +36,7 @@ impl Server {
         let mut member = Member::new(&cfg.name, own_urls, cfg.advertise_client_urls(), token);
         let ids: Vec<u64> = initial.iter().map(|(id, _)| *id).collect();
         member.set_cluster(&ids, token);
-        if cfg.initial_cluster_state == "existing" {
-            member.cluster_id = existing_cluster_id(&data_dir, &initial, member.id).await?;
-        }
+        member.cluster_id = cluster_id(cfg, &data_dir, &initial, &member).await?;
         let member = Arc::new(member);
         let (cluster_id, member_id) = (member.cluster_id, member.id);
         let term = Arc::new(AtomicU64::new(0));
@@ -201,31 +199,43 @@ async fn removed(core: Arc<Core>) {
     }
 }
 
-/// The cluster ID of the cluster a member joins (`--initial-cluster-state existing`): kept in
-/// the data dir once learned, else asked of the other members on their peer URLs.
-async fn existing_cluster_id(
+/// The cluster ID, kept in the data dir from the first start on. The first time: derived from
+/// `--initial-cluster` (every founding member derives the same), except for a member joining an
+/// existing cluster with an empty data dir, which asks the other members on their peer URLs. A
+/// member restarting with `existing` never waits for the others (they may be restarting too).
+async fn cluster_id(
+    cfg: &Config,
     data_dir: &std::path::Path,
     initial: &[(u64, PeerNode)],
-    own: u64,
+    own: &Member,
 ) -> anyhow::Result<u64> {
-    let path = data_dir.join("member").join("cluster-id");
+    let dir = data_dir.join("member");
+    let path = dir.join("cluster-id");
     if let Ok(text) = std::fs::read_to_string(&path) {
         return u64::from_str_radix(text.trim(), 16)
             .with_context(|| format!("reading the cluster ID in {}", path.display()));
     }
+    let joining = cfg.initial_cluster_state == "existing" && !dir.join("raft.redb").exists();
+    let id = if joining {
+        ask_cluster_id(initial, own.id).await?
+    } else {
+        own.cluster_id
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&path, format!("{id:x}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+/// Asks the other members of `--initial-cluster` for the cluster ID, for up to 30 s.
+async fn ask_cluster_id(initial: &[(u64, PeerNode)], own: u64) -> anyhow::Result<u64> {
     let net = crate::raft::network::Network::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         for (_, node) in initial.iter().filter(|(id, _)| *id != own) {
             for url in &node.peer_urls {
                 match net.cluster_id(url).await {
-                    Ok(id) => {
-                        std::fs::create_dir_all(data_dir.join("member"))
-                            .with_context(|| format!("creating {}", data_dir.display()))?;
-                        std::fs::write(&path, format!("{id:x}\n"))
-                            .with_context(|| format!("writing {}", path.display()))?;
-                        return Ok(id);
-                    }
+                    Ok(id) => return Ok(id),
                     Err(e) => tracing::debug!(%url, error = %e, "asking for the cluster ID"),
                 }
             }

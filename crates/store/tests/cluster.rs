@@ -843,11 +843,12 @@ fn histories_under_leader_kill_and_restart_are_linearizable() {
     let urls: Vec<String> = c.members.iter().map(|m| m.url.clone()).collect();
     let keys = ["lin/a", "lin/b", "lin/c"];
     let stop = AtomicBool::new(false);
+    let acked = std::sync::atomic::AtomicUsize::new(0);
     let leader = c.leader(&[0, 1, 2]);
     let mut history: Vec<Op> = std::thread::scope(|s| {
         let clients: Vec<_> = (0..6)
             .map(|t| {
-                let (urls, stop, keys) = (&urls, &stop, &keys);
+                let (urls, stop, keys, acked) = (&urls, &stop, &keys, &acked);
                 s.spawn(move || {
                     let mut ops = Vec::new();
                     let mut n = 0u64;
@@ -873,13 +874,18 @@ fn histories_under_leader_kill_and_restart_are_linearizable() {
                             );
                         }
                         match (result, kind) {
-                            (Ok(k), _) => ops.push(Op {
-                                key: key.into(),
-                                kind: k,
-                                call,
-                                ret: Some(ret),
-                                client: t,
-                            }),
+                            (Ok(k), _) => {
+                                if matches!(k, Kind::Write(_)) {
+                                    acked.fetch_add(1, Ordering::Relaxed);
+                                }
+                                ops.push(Op {
+                                    key: key.into(),
+                                    kind: k,
+                                    call,
+                                    ret: Some(ret),
+                                    client: t,
+                                })
+                            }
                             (Err(()), w @ Kind::Write(_)) => ops.push(Op {
                                 key: key.into(),
                                 kind: w,
@@ -895,11 +901,24 @@ fn histories_under_leader_kill_and_restart_are_linearizable() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(1500));
+        // Phases by acknowledged writes, not only by time: a loaded machine is slow.
+        let acked_at_least = |n: usize, min_ms: u64| {
+            let start = Instant::now();
+            while acked.load(Ordering::Relaxed) < n
+                || start.elapsed() < Duration::from_millis(min_ms)
+            {
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "the clients made no progress"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        acked_at_least(15, 1500);
         c.kill(leader);
         std::thread::sleep(Duration::from_millis(2500));
         c.spawn(leader);
-        std::thread::sleep(Duration::from_millis(3000));
+        acked_at_least(50, 3000);
         stop.store(true, Ordering::Relaxed);
         clients
             .into_iter()
@@ -931,7 +950,7 @@ fn histories_under_leader_kill_and_restart_are_linearizable() {
         "linearizability: {} operations ({acked_writes} acknowledged writes, {unknown} unknown)",
         history.len()
     );
-    assert!(acked_writes > 20, "too little load to test anything");
+    assert!(acked_writes >= 50, "too little load to test anything");
     if let Err(v) = check(&history) {
         let t0 = v.ops.iter().map(|o| o.call).min().unwrap();
         let lines: Vec<String> = v
@@ -949,5 +968,38 @@ fn histories_under_leader_kill_and_restart_are_linearizable() {
             })
             .collect();
         panic!("key {} has no linearization:\n{}", v.key, lines.join("\n"));
+    }
+}
+
+#[test]
+fn a_whole_cluster_restarting_with_state_existing_comes_back() {
+    let mut c = Cluster::start(10_000);
+    put(&c.members[0].url, "survives", "restart").unwrap();
+    let cluster_id = |url: &str| {
+        let (ok, out) = etcdctl3(url, &["member", "list", "-w", "json"]);
+        assert!(ok, "{out}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["header"]["cluster_id"].as_u64().unwrap()
+    };
+    let before = cluster_id(&c.members[0].url);
+    // All down, then all up at once with `existing` (as a unit file keeps it after the first
+    // boot): none may wait for the others before serving its peer port.
+    for i in 0..3 {
+        c.kill(i);
+        for a in c.members[i].args.iter_mut() {
+            if a == "--initial-cluster-state=new" {
+                *a = "--initial-cluster-state=existing".into();
+            }
+        }
+    }
+    c.launch();
+    for m in &c.members {
+        assert_eq!(get(&m.url, "survives", true).as_deref(), Some("restart"));
+        assert_eq!(
+            cluster_id(&m.url),
+            before,
+            "cluster ID changed on {}",
+            m.name
+        );
     }
 }
