@@ -666,7 +666,10 @@ fn members_added_and_removed_live_with_etcdctl() {
     });
     let log = std::fs::read_to_string(&c.members[gone].log).unwrap();
     assert!(log.contains("permanently removed"), "{log}");
-    assert_eq!(member_list(&c.members[m3].url).len(), 3);
+    // The leader answered once it applied the removal; m3 follows shortly.
+    eventually(10, "m3 to list three members", || {
+        (member_list(&c.members[m3].url).len() == 3).then_some(())
+    });
     // Voters are now {leader, the other follower, m3}: with that follower killed, writes still
     // commit only if m3 was promoted to a voter.
     c.kill(followers[1]);
