@@ -41,6 +41,19 @@ pub struct ImageInfo {
     pub iso: PathBuf,
     /// The signed install image tree (`current/version.txt`, `<version>/…`).
     pub install: PathBuf,
+    /// The board's own outputs by name (`vmdk`, `ova`, …).
+    #[serde(default)]
+    pub board_outputs: std::collections::BTreeMap<String, PathBuf>,
+}
+
+impl ImageInfo {
+    /// The board output `name`; panics naming the board's image.json if the build has none.
+    pub fn output(&self, name: &str) -> PathBuf {
+        self.board_outputs
+            .get(name)
+            .unwrap_or_else(|| panic!("image.json has no board output `{name}`"))
+            .clone()
+    }
 }
 
 fn workspace() -> PathBuf {
@@ -63,6 +76,22 @@ pub fn image() -> ImageInfo {
     serde_json::from_str(&text).expect("image.json parses")
 }
 
+/// The image of another board: `target/images/<board>/image.json` (`cargo xtask test` builds the
+/// boards the tests need; `FERROCORE_IMAGES_DIR` points at another `images/`).
+pub fn board_image(board: &str) -> ImageInfo {
+    let dir = std::env::var_os("FERROCORE_IMAGES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/images"));
+    let path = dir.join(board).join("image.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the board first (cargo xtask build-image --board {board})",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).expect("image.json parses")
+}
+
 /// How to prepare a machine before its first boot.
 pub struct Setup {
     pub firmware: Firmware,
@@ -79,6 +108,8 @@ pub struct Setup {
     /// More read-only raw drives after the config drive (virtio, in this order).
     pub extra_drives: Vec<PathBuf>,
     pub memory_mib: u32,
+    pub disk_bus: qemu_runner::DiskBus,
+    pub nic: qemu_runner::Nic,
 }
 
 impl Default for Setup {
@@ -92,6 +123,8 @@ impl Default for Setup {
             cdrom: None,
             extra_drives: Vec::new(),
             memory_mib: 1536,
+            disk_bus: qemu_runner::DiskBus::Virtio,
+            nic: qemu_runner::Nic::VirtioNet,
         }
     }
 }
@@ -142,6 +175,35 @@ impl Machine {
         Machine::with_disk(name, dir, disk, probe_kernel, setup, key)
     }
 
+    /// Boots `base` itself (VMDK, VDI, qcow2 or raw, by its extension) through a qcow2 overlay
+    /// that takes the guest's writes, so the tested bytes are the file's and it stays unchanged.
+    pub fn create_over(
+        name: &str,
+        base: &Path,
+        probe_kernel: &Path,
+        setup: Setup,
+        key: Option<PathBuf>,
+    ) -> Result<Machine> {
+        let dir = logs_dir(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let format = match base.extension().and_then(|e| e.to_str()) {
+            Some(f @ ("qcow2" | "vmdk" | "vdi")) => f,
+            _ => "raw",
+        };
+        let disk = dir.join("disk.qcow2");
+        let mut create = Command::new("qemu-img");
+        create
+            .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
+            .arg(base)
+            .arg(&disk);
+        if let Some(size) = setup.disk_size {
+            create.arg(size.to_string());
+        }
+        run(&mut create)?;
+        Machine::with_disk(name, dir, disk, probe_kernel, setup, key)
+    }
+
     /// A machine whose only disk is blank (`setup.disk_size`, default 4 GiB): for network and
     /// live boots, and as an installer's target.
     pub fn create_blank(name: &str, setup: Setup) -> Result<Machine> {
@@ -186,6 +248,8 @@ impl Machine {
         extra_drives.extend(setup.extra_drives);
         let cfg = VmConfig {
             disk: disk.clone(),
+            disk_bus: setup.disk_bus,
+            nic: setup.nic,
             firmware: setup.firmware,
             memory_mib: setup.memory_mib,
             cpus: 1,
@@ -205,6 +269,11 @@ impl Machine {
             vm: None,
             cfg,
         })
+    }
+
+    /// Logs in with this private key from now on (e.g. after the guest's keys changed).
+    pub fn use_key(&mut self, key: PathBuf) {
+        self.key = key;
     }
 
     /// Boots (or boots again after a poweroff) and waits for ssh.

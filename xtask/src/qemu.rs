@@ -4,7 +4,7 @@
 
 use crate::{build_image::ImageInfo, build_kernel::BuildKernel, cmd, host, paths};
 use anyhow::{Context, Result};
-use qemu_runner::{Firmware, Vm, VmConfig};
+use qemu_runner::{DiskBus, Firmware, Nic, Vm, VmConfig};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -28,6 +28,8 @@ pub struct Qemu {
     /// Public key for `core` (default: the first of ~/.ssh/id_ed25519.pub, id_rsa.pub, id_ecdsa.pub).
     #[arg(long)]
     ssh_key: Option<PathBuf>,
+    /// The board whose image to boot; `virtualbox` boots on VirtualBox's default hardware
+    /// (SATA AHCI disk, e1000 NIC).
     #[arg(long, default_value = "qemu")]
     board: String,
     /// Boot the live ISO instead, with a blank disk (`--disk-size`, default 8 GiB) to try
@@ -96,8 +98,19 @@ impl Qemu {
         } else {
             eprintln!("qemu: no ssh public key found (--ssh-key); log in on the console");
         }
+        let virtualbox = self.board == "virtualbox";
         let cfg = VmConfig {
             disk,
+            disk_bus: if virtualbox {
+                DiskBus::Ahci
+            } else {
+                DiskBus::Virtio
+            },
+            nic: if virtualbox {
+                Nic::E1000
+            } else {
+                Nic::VirtioNet
+            },
             firmware: if self.uefi {
                 Firmware::Uefi
             } else {

@@ -5,6 +5,10 @@ use crate::{build_image::BuildImage, host, paths};
 use anyhow::Result;
 use std::process::Command;
 
+/// Boards whose images the tests boot or inspect besides `qemu` (tests find them under
+/// `target/images/<board>/`); built with it unless `--no-build`.
+pub const TEST_BOARDS: &[&str] = &["virtualbox"];
+
 #[derive(clap::Args, Default)]
 pub struct Test {
     /// Use the image already built instead of (re)building it.
@@ -19,6 +23,12 @@ impl Test {
         host::ensure(&[host::TEST])?;
         if !self.no_build {
             BuildImage::default().run()?;
+            for board in TEST_BOARDS {
+                BuildImage {
+                    board: board.to_string(),
+                }
+                .run()?;
+            }
         }
         let info = crate::build_image::info_path("qemu");
         let mut c = Command::new(env!("CARGO"));
@@ -27,6 +37,7 @@ impl Test {
             // Two cores: two guests at a time at most.
             .arg("--test-threads=2")
             .env("FERROCORE_IMAGE_JSON", &info)
+            .env("FERROCORE_IMAGES_DIR", paths::target().join("images"))
             .current_dir(paths::root());
         eprintln!(
             "test: booting images (console logs under {})",

@@ -24,6 +24,25 @@ pub enum Firmware {
     Uefi,
 }
 
+/// How the boot disk is attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DiskBus {
+    /// virtio-blk (`/dev/vda`), QEMU's and the clouds' usual choice.
+    #[default]
+    Virtio,
+    /// A SATA disk on an AHCI controller (`/dev/sda`), VirtualBox's default.
+    Ahci,
+}
+
+/// The network card.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Nic {
+    #[default]
+    VirtioNet,
+    /// Intel PRO/1000 MT (82540EM), VirtualBox's default.
+    E1000,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
     Kvm,
@@ -112,7 +131,10 @@ pub fn free_port() -> Result<u16> {
 
 #[derive(Clone, Debug)]
 pub struct VmConfig {
+    /// The boot disk: qcow2, VMDK or VDI by its extension, raw otherwise.
     pub disk: PathBuf,
+    pub disk_bus: DiskBus,
+    pub nic: Nic,
     pub firmware: Firmware,
     pub memory_mib: u32,
     pub cpus: u32,
@@ -165,15 +187,24 @@ impl Vm {
             &cfg.cpus.to_string(),
         ]);
         c.args(["-display", "none", "-no-user-config", "-nodefaults"]);
-        let format = if cfg.disk.extension().is_some_and(|e| e == "qcow2") {
-            "qcow2"
-        } else {
-            "raw"
+        let format = match cfg.disk.extension().and_then(|e| e.to_str()) {
+            Some(f @ ("qcow2" | "vmdk" | "vdi")) => f,
+            _ => "raw",
         };
-        c.arg("-drive").arg(format!(
-            "file={},if=virtio,format={format}",
-            cfg.disk.display()
-        ));
+        match cfg.disk_bus {
+            DiskBus::Virtio => c.arg("-drive").arg(format!(
+                "file={},if=virtio,format={format}",
+                cfg.disk.display()
+            )),
+            DiskBus::Ahci => c
+                .arg("-drive")
+                .arg(format!(
+                    "file={},if=none,id=disk0,format={format}",
+                    cfg.disk.display()
+                ))
+                .args(["-device", "ahci,id=ahci0"])
+                .args(["-device", "ide-hd,drive=disk0,bus=ahci0.0,bootindex=1"]),
+        };
         for d in &cfg.extra_drives {
             c.arg("-drive").arg(format!(
                 "file={},if=virtio,format=raw,readonly=on",
@@ -206,9 +237,13 @@ impl Vm {
             c.args(["-boot", "order=n"]);
         }
         c.args(["-netdev", &netdev]);
+        let nic = match cfg.nic {
+            Nic::VirtioNet => "virtio-net-pci",
+            Nic::E1000 => "e1000",
+        };
         c.args([
             "-device",
-            "virtio-net-pci,netdev=n0",
+            &format!("{nic},netdev=n0"),
             "-device",
             "virtio-rng-pci",
         ]);

@@ -8,3 +8,4 @@ mod iso;
 mod pxe;
 mod slots;
 mod verity;
+mod virtualbox;

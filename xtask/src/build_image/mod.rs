@@ -377,6 +377,7 @@ impl BuildImage {
             stage: &stage,
             base: &base,
             raw: &raw,
+            qcow2: &qcow2,
             kernel: &kernel.bzimage,
             pxe_kernel: &pxe_kernel,
             pxe_initramfs: &pxe_initramfs,

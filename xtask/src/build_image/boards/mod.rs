@@ -8,13 +8,14 @@
 mod ec2;
 mod gce;
 mod pxe;
+mod virtualbox;
 
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Boards `build-image --board` knows.
-pub const BOARDS: &[&str] = &["qemu", "pxe", "metal", "ec2", "gce"];
+pub const BOARDS: &[&str] = &["qemu", "pxe", "metal", "ec2", "gce", "virtualbox"];
 
 /// Inputs a board's outputs are made from; everything is already written.
 // Until every board has landed some fields are read by none of them.
@@ -27,6 +28,8 @@ pub struct Context<'a> {
     pub base: &'a str,
     /// The raw disk image.
     pub raw: &'a Path,
+    /// The same disk as a compressed qcow2.
+    pub qcow2: &'a Path,
     pub kernel: &'a Path,
     pub pxe_kernel: &'a Path,
     pub pxe_initramfs: &'a Path,
@@ -49,6 +52,7 @@ pub fn write_outputs(ctx: &Context) -> Result<BTreeMap<String, PathBuf>> {
         "pxe" => pxe::write(ctx),
         "ec2" => ec2::write_outputs(ctx),
         "gce" => gce::write_outputs(ctx),
+        "virtualbox" => virtualbox::write_outputs(ctx),
         other => bail!("board `{other}` has no outputs defined"),
     }
 }
