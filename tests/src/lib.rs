@@ -187,10 +187,7 @@ impl Machine {
         let dir = logs_dir(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let format = match base.extension().and_then(|e| e.to_str()) {
-            Some(f @ ("qcow2" | "vmdk" | "vdi")) => f,
-            _ => "raw",
-        };
+        let format = qemu_runner::disk_format(base);
         let disk = dir.join("disk.qcow2");
         let mut create = Command::new("qemu-img");
         create

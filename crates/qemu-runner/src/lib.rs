@@ -124,6 +124,16 @@ fn probe_kvm(kernel: &Path) -> Accel {
     Accel::Tcg
 }
 
+/// QEMU's format name for a disk file, by its extension (raw for anything else).
+pub fn disk_format(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("qcow2") => "qcow2",
+        Some("vmdk") => "vmdk",
+        Some("vdi") => "vdi",
+        _ => "raw",
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released; QEMU takes it right after).
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -187,10 +197,7 @@ impl Vm {
             &cfg.cpus.to_string(),
         ]);
         c.args(["-display", "none", "-no-user-config", "-nodefaults"]);
-        let format = match cfg.disk.extension().and_then(|e| e.to_str()) {
-            Some(f @ ("qcow2" | "vmdk" | "vdi")) => f,
-            _ => "raw",
-        };
+        let format = disk_format(&cfg.disk);
         match cfg.disk_bus {
             DiskBus::Virtio => c.arg("-drive").arg(format!(
                 "file={},if=virtio,format={format}",

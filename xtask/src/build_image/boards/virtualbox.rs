@@ -328,3 +328,41 @@ pub fn ovf(o: &Ovf) -> String {
         capacity = o.capacity_bytes,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ovf_is_well_formed_and_escapes_what_it_is_given() {
+        let text = ovf(&Ovf {
+            name: "a<b&c",
+            disk_href: "d\"isk.vmdk",
+            disk_file_bytes: 123,
+            capacity_bytes: 3 << 30,
+            hardware: &HARDWARE,
+        });
+        let mut r = quick_xml::Reader::from_str(&text);
+        let mut elements = 0;
+        loop {
+            match r.read_event().expect("well-formed") {
+                quick_xml::events::Event::Eof => break,
+                quick_xml::events::Event::Start(_) | quick_xml::events::Event::Empty(_) => {
+                    elements += 1
+                }
+                _ => {}
+            }
+        }
+        assert!(elements > 40, "{elements} elements");
+        assert!(text.contains("<Name>a&lt;b&amp;c</Name>"));
+        assert!(text.contains(r#"ovf:href="d&quot;isk.vmdk" ovf:size="123""#));
+        assert!(text.contains(&format!(r#"ovf:capacity="{}""#, 3u64 << 30)));
+    }
+
+    #[test]
+    fn libvirt_virtual_size_is_whole_gib_rounded_up() {
+        assert_eq!(libvirt_metadata(1 << 30)["virtual_size"], 1);
+        assert_eq!(libvirt_metadata((3 << 30) + 512)["virtual_size"], 4);
+        assert_eq!(libvirt_metadata(3562012672)["provider"], "libvirt");
+    }
+}
