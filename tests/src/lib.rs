@@ -56,7 +56,7 @@ impl ImageInfo {
     }
 }
 
-fn workspace() -> PathBuf {
+pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ is in the workspace")
@@ -411,6 +411,60 @@ impl Machine {
             .arg(local)
             .arg(format!("core@127.0.0.1:{remote}")))
         .map(|_| ())
+    }
+
+    /// This boot's id (`/proc/sys/kernel/random/boot_id`).
+    pub fn boot_id(&self) -> Result<String> {
+        self.ssh("cat /proc/sys/kernel/random/boot_id")
+    }
+
+    /// Waits (up to `timeout`) for the guest to reboot by itself and answer ssh on a boot that
+    /// `accept` takes (given its boot id); earlier boots that it does not take are passed over.
+    /// Returns the accepted boot's id.
+    pub fn wait_boot(
+        &mut self,
+        timeout: Duration,
+        mut accept: impl FnMut(&Machine, &str) -> bool,
+    ) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            if let Ok(out) = self.ssh_output("cat /proc/sys/kernel/random/boot_id") {
+                let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if out.status.success() && accept(self, &id) {
+                    eprintln!(
+                        "{}: boot {id} after {}s",
+                        self.name,
+                        start.elapsed().as_secs()
+                    );
+                    return Ok(id);
+                }
+            }
+            if let Some(vm) = self.vm.as_mut() {
+                vm.check_running().with_context(|| {
+                    format!(
+                        "{}: console log: {}",
+                        self.name,
+                        self.dir.join("console.log").display()
+                    )
+                })?;
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "{}: no accepted boot within {}s; console log: {}",
+                    self.name,
+                    timeout.as_secs(),
+                    self.dir.join("console.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    }
+
+    /// Stops QEMU at once, as a power cut would.
+    pub fn kill(&mut self) {
+        if let Some(mut vm) = self.vm.take() {
+            vm.kill();
+        }
     }
 
     /// Powers off through systemd and waits for QEMU to exit.

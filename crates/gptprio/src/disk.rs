@@ -184,6 +184,20 @@ impl Disk {
         self.set_slot(s, crate::mark_failed(self.slot(s)?))
     }
 
+    /// In memory: `failed` never boots again and the other slot boots next, if the other slot is
+    /// known good ([`crate::roll_back`]); returns whether it changed anything.
+    pub fn roll_back(&mut self, failed: Slot) -> Result<bool, Error> {
+        let previous = failed.other();
+        match crate::roll_back(self.slot(failed)?, self.slot(previous)?) {
+            Some((f, p)) => {
+                self.set_slot(failed, f)?;
+                self.set_slot(previous, p)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// In memory: clear `target` before an update writes into it.
     pub fn prepare_update(&mut self, target: Slot) -> Result<(), Error> {
         self.set_slot(target, crate::prepare_update(self.slot(target)?))
@@ -279,7 +293,8 @@ impl Disk {
         })
     }
 
-    fn write_grubenv(&self, env: &GrubEnv) -> Result<(), Error> {
+    /// Writes grubenv alone, in place, as GRUB's `save_env` does (tests play GRUB with it).
+    pub fn write_grubenv(&self, env: &GrubEnv) -> Result<(), Error> {
         let bytes = env.to_bytes().map_err(|source| Error::BadGrubenv {
             path: self.path.clone(),
             source,

@@ -126,6 +126,29 @@ pub fn mark_failed(_: SlotState) -> SlotState {
     SlotState::default()
 }
 
+/// A slot on trial that failed its health checks gives way to the slot it was updated from.
+/// `failed` must never boot again; `previous` boots next (it stays known good, and gets a
+/// priority if it had none). `None` when `previous` is not known good: there is nothing to roll
+/// back to, so nothing changes.
+pub fn roll_back(failed: SlotState, previous: SlotState) -> Option<(SlotState, SlotState)> {
+    if !previous.successful {
+        return None;
+    }
+    Some((
+        mark_failed(failed),
+        SlotState {
+            priority: previous.priority.max(1),
+            ..previous
+        },
+    ))
+}
+
+/// After a boot of `booted`, the other slot was an update that never came up: it was made the one
+/// to try (a priority above ours), GRUB spent its tries, and it never became successful.
+pub fn fell_back_from(booted: SlotState, other: SlotState) -> bool {
+    !other.successful && other.tries == 0 && other.priority > booted.priority
+}
+
 /// Before an update writes into the slot: nothing may boot it while it is half written.
 pub fn prepare_update(_: SlotState) -> SlotState {
     SlotState::default()

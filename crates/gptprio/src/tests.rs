@@ -141,6 +141,35 @@ fn full_update_cycle() {
 }
 
 #[test]
+fn roll_back_after_a_failed_health_check() {
+    // B was tried (GRUB spent its try) and failed its health checks; A is known good.
+    let (a, b) = (st(1, 0, true), st(2, 0, false));
+    let (b, a) = roll_back(b, a).unwrap();
+    assert_eq!((a, b), (st(1, 0, true), SlotState::default()));
+    assert_eq!(choose_next(a, b), Some(Slot::A));
+    // A known-good slot without a priority gets one, so it boots.
+    assert_eq!(
+        roll_back(st(2, 0, false), st(0, 0, true)).unwrap().1,
+        st(1, 0, true)
+    );
+    // Nothing known good to go back to: nothing changes.
+    assert_eq!(roll_back(st(2, 0, false), st(1, 0, false)), None);
+    assert_eq!(roll_back(st(2, 0, false), SlotState::default()), None);
+}
+
+#[test]
+fn fall_back_is_recognised_from_the_slot_bits() {
+    // B was activated, GRUB spent its try, B never marked good: running A is a fall-back.
+    assert!(fell_back_from(st(1, 0, true), st(2, 0, false)));
+    // B still has a try left (this boot ran A for another reason), or B is good, or B was never
+    // activated (fresh image), or we rolled it back ourselves (priority 0): not a fall-back.
+    assert!(!fell_back_from(st(1, 0, true), st(2, 1, false)));
+    assert!(!fell_back_from(st(1, 0, true), st(2, 0, true)));
+    assert!(!fell_back_from(st(1, 0, true), SlotState::default()));
+    assert!(!fell_back_from(st(2, 0, true), st(1, 0, false)));
+}
+
+#[test]
 fn grubenv_slot_round_trip_and_limits() {
     let mut env = grubenv::GrubEnv::new();
     grubenv_set_slot(&mut env, Slot::A, st(1, 0, true));
@@ -273,6 +302,19 @@ proptest! {
         prop_assert!(!prepare_update(s).bootable());
         prop_assert!(mark_successful(s).bootable());
         prop_assert_eq!(mark_successful(s).priority, s.priority);
+    }
+
+    #[test]
+    fn rolled_back_slot_never_boots_and_the_good_one_does(failed in any_state(), prev in any_state(), failed_is_a: bool) {
+        match roll_back(failed, prev) {
+            None => prop_assert!(!prev.successful),
+            Some((f, p)) => {
+                prop_assert!(!f.bootable());
+                prop_assert!(p.successful && p.priority >= 1);
+                let next = if failed_is_a { choose_next(f, p) } else { choose_next(p, f) };
+                prop_assert_eq!(next, Some(if failed_is_a { Slot::B } else { Slot::A }));
+            }
+        }
     }
 
     #[test]

@@ -211,13 +211,16 @@ pub fn create_dm(name: &str, table: &str) -> Result<()> {
     )
 }
 
-/// Units that manage disk partitions (OEM, ROOT growth, slot marking): a live system has none,
-/// so they are masked in its RAM `/etc` rather than left to time out and fail.
+/// Units that manage disk partitions (OEM, ROOT growth, slot marking, slot updates and the reboots
+/// after them): a live system has none, so they are masked in its RAM `/etc` rather than left to
+/// time out and fail. A PXE machine updates by booting newer files from its PXE server.
 const DISK_UNITS: &[&str] = &[
     "usr-share-oem.mount",
     "oem-cloudinit.service",
     "ferrocore-grow-root.service",
     "ferrocore-mark-successful.service",
+    "update-engine.service",
+    "locksmithd.service",
 ];
 
 pub fn mask_disk_units(sysroot: &Path) -> Result<()> {

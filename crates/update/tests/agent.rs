@@ -47,10 +47,22 @@ fn updates_from_the_server_and_reports_after_reboot() {
     let (ok, out) = client(&d, &["-update"]);
     assert!(!ok && out.contains("waits for a reboot"), "{out}");
 
-    // Reboot into B running 2.0.0: the daemon reports success and the server counts it.
+    // Reboot into B running 2.0.0: once the health checks mark B good (ferrocore-mark-
+    // successful.service runs `ferro-health run`), the server hears of it and counts it.
     drop(d);
     reboot_into(&m, "2.0.0", "B");
     let d = daemon(&m, dir.path(), "ue2");
+    let (ok, _) = client(&d, &["-status"]); // answered once the boot outcome was looked at
+    assert!(ok);
+    assert_eq!(
+        srv.state()["instances"][&id]["status"],
+        "installed",
+        "success reported before the slot was marked good"
+    );
+    let (ok, out) = health(&m, &[]);
+    assert!(ok && out.contains("USR-B: marked successful"), "{out}");
+    let (_, b, _) = m.slots();
+    assert!(b.successful && b.tries == 0, "{b:?}");
     wait_for("the server to hear of the reboot", || {
         srv.state()["instances"][&id]["status"] == "complete"
     });
@@ -159,12 +171,130 @@ fn a_boot_that_falls_back_is_reported_as_rolled_back() {
     let (ok, out) = client(&d, &["-update"]);
     assert!(ok, "{out}");
     drop(d);
-    // The new slot never came up: GRUB went back to A, still 1.0.0.
+    // The new slot never came up: GRUB spent B's try (in grubenv, the only place it can write)
+    // and went back to A, still 1.0.0.
+    spend_grub_try(&m, gptprio::Slot::B);
     reboot_into(&m, "1.0.0", "A");
     let _d = daemon(&m, dir.path(), "ue2");
     wait_for("the rollback report", || {
         srv.state()["instances"][&id]["status"] == "rolled-back"
     });
+    let why = srv.state()["instances"][&id]["last_error"].clone();
+    assert!(
+        why.as_str()
+            .unwrap()
+            .contains("USR-B with 2.0.0 never finished booting"),
+        "{why}"
+    );
+    // The agent marked the slot that never came up as failed.
+    let (a, b, env) = m.slots();
+    assert_eq!(b, gptprio::SlotState::default());
+    assert!(a.successful);
+    assert_eq!(gptprio::grubenv_slot(&env, gptprio::Slot::B), Some(b));
+    assert!(!m.root.join("var/lib/update_engine/pending.json").exists());
+}
+
+#[test]
+fn a_failed_health_check_rolls_back_reports_and_reboots() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path());
+    let p = payload(dir.path(), "2.0.0", &k.signing, 300_000);
+    let srv = server(&dir.path().join("data"), &[]);
+    srv.admin(&["publish", p.dir.to_str().unwrap(), "--channel", "stable"]);
+    let m = machine(dir.path(), "1.0.0", &k.trusted_dir);
+    m.set_server(&srv.url);
+    let id = machine_id(&m);
+    let d = daemon(&m, dir.path(), "ue");
+    let (ok, out) = client(&d, &["-update"]);
+    assert!(ok, "{out}");
+    drop(d);
+    // 2.0.0 boots on B, but its /usr carries a check that fails.
+    reboot_into(&m, "2.0.0", "B");
+    let checks = m.root.join("usr/lib/ferrocore/health.d");
+    std::fs::create_dir_all(&checks).unwrap();
+    let check = checks.join("50-app");
+    std::fs::write(
+        &check,
+        "#!/bin/sh
+echo 'app: port 8080 refused' >&2
+exit 1
+",
+    )
+    .unwrap();
+    std::fs::set_permissions(&check, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let rebooted = dir.path().join("rebooted");
+    let reboot = format!("touch {}", rebooted.display());
+    let (ok, out) = health(&m, &["--reboot-command", &reboot]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("FAIL 50-app") && out.contains("port 8080 refused"),
+        "{out}"
+    );
+    assert!(
+        out.contains("USR-B: rolled back to USR-A; rebooting"),
+        "{out}"
+    );
+    assert!(rebooted.exists(), "no reboot");
+    let (a, b, env) = m.slots();
+    assert_eq!(b, gptprio::SlotState::default(), "B never boots again");
+    assert!(a.successful && a.priority >= 1);
+    assert_eq!(gptprio::choose_next(a, b), Some(gptprio::Slot::A));
+    assert_eq!(gptprio::grubenv_slot(&env, gptprio::Slot::B), Some(b));
+    // Reported at once, with the check's output.
+    let inst = srv.state()["instances"][&id].clone();
+    assert_eq!(inst["status"], "rolled-back", "{inst}");
+    let why = inst["last_error"].as_str().unwrap();
+    assert!(
+        why.contains("2.0.0") && why.contains("port 8080 refused"),
+        "{why}"
+    );
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(m.root.join("var/lib/update_engine/rollback.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["reported"], true);
+
+    // Back on A with 1.0.0: the agent tidies up without a second report, and 2.0.0 is not
+    // offered to this machine again.
+    reboot_into(&m, "1.0.0", "A");
+    std::fs::write(m.root.join("proc/sys/kernel/random/boot_id"), "boot-3\n").unwrap();
+    let d = daemon(&m, dir.path(), "ue2");
+    let (ok, out) = client(&d, &["-update"]);
+    assert!(ok && out.contains("no update"), "{out}");
+    assert!(!m.root.join("var/lib/update_engine/pending.json").exists());
+    assert!(!m.root.join("var/lib/update_engine/rollback.json").exists());
+    assert_eq!(srv.state()["instances"][&id]["status"], "rolled-back");
+}
+
+#[test]
+fn a_failed_health_check_on_a_known_good_slot_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path());
+    let m = machine(dir.path(), "1.0.0", &k.trusted_dir);
+    let checks = m.root.join("etc/ferrocore/health.d");
+    std::fs::create_dir_all(&checks).unwrap();
+    let check = checks.join("10-docker");
+    std::fs::write(
+        &check,
+        "#!/bin/sh
+exit 7
+",
+    )
+    .unwrap();
+    std::fs::set_permissions(&check, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let before = std::fs::read(&m.disk).unwrap();
+    let (ok, out) = health(&m, &["--reboot-command", "false"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("no known-good slot to go back to"), "{out}");
+    assert!(
+        std::fs::read(&m.disk).unwrap() == before,
+        "the disk changed"
+    );
+    let (ok, out) = health(&m, &[]);
+    assert!(
+        !ok && out.contains("FAIL 10-docker (exit status: 7)"),
+        "{out}"
+    );
 }
 
 #[test]

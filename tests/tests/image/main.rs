@@ -7,5 +7,6 @@ mod docker;
 mod iso;
 mod pxe;
 mod slots;
+mod update;
 mod verity;
 mod virtualbox;

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const RECIPE: &str = "image-v1";
+/// The image version unless `--version` (or `FERROCORE_VERSION`) says otherwise.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(clap::Args, Clone)]
@@ -34,12 +35,26 @@ pub struct BuildImage {
     /// outputs it adds to the disk image (see `build_image/boards/`).
     #[arg(long, default_value = "qemu")]
     pub board: String,
+    /// The release version written into os-release and the payload manifest (default: the
+    /// workspace's version). Update tests build newer images with it.
+    #[arg(long, env = "FERROCORE_VERSION")]
+    pub version: Option<String>,
+    /// A directory copied over the image's tree after `rootfs/overlay` (e.g. an extra health
+    /// check in `usr/lib/ferrocore/health.d/`); for test images.
+    #[arg(long)]
+    pub extra_overlay: Option<PathBuf>,
+    /// Where the outputs go (default: `target/images/<board>/`).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
 }
 
 impl Default for BuildImage {
     fn default() -> Self {
         BuildImage {
             board: "qemu".into(),
+            version: None,
+            extra_overlay: None,
+            out_dir: None,
         }
     }
 }
@@ -77,7 +92,11 @@ pub struct ImageInfo {
 
 impl ImageInfo {
     pub fn load(board: &str) -> Result<ImageInfo> {
-        let path = paths::images(board).join("image.json");
+        ImageInfo::load_from(&paths::images(board))
+    }
+
+    pub fn load_from(out_dir: &Path) -> Result<ImageInfo> {
+        let path = out_dir.join("image.json");
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "reading {} (run `cargo xtask build-image` first)",
@@ -91,6 +110,15 @@ impl ImageInfo {
 impl BuildImage {
     pub fn run(self) -> Result<ImageInfo> {
         boards::check(&self.board)?;
+        let version = self.version.clone().unwrap_or_else(|| VERSION.into());
+        version
+            .parse::<update::version::Version>()
+            .with_context(|| format!("--version {version:?}"))?;
+        let extra_overlay = match &self.extra_overlay {
+            Some(d) if !d.is_dir() => bail!("--extra-overlay {}: not a directory", d.display()),
+            Some(d) => Some(d.canonicalize()?),
+            None => None,
+        };
         host::ensure(&[host::KERNEL, host::ROOTFS, host::IMAGE])?;
         let kernel = BuildKernel::default().run()?;
         let rootfs = BuildRootfs::default().run()?;
@@ -100,7 +128,7 @@ impl BuildImage {
         let layout = Layout::load()?;
 
         let mut key = cache::Key::new(RECIPE);
-        key.add_bytes("version", VERSION.as_bytes());
+        key.add_bytes("version", version.as_bytes());
         key.add_bytes("board", self.board.as_bytes());
         key.add_bytes("kernel", kernel.key.as_bytes());
         key.add_bytes("rootfs", rootfs.key.as_bytes());
@@ -115,6 +143,9 @@ impl BuildImage {
                 key.add_tree(&root.join(dir))?;
             }
         }
+        if let Some(dir) = &extra_overlay {
+            key.add_tree(dir)?;
+        }
         let (signing_key, public_key) = crate::keygen::signing_key()?;
         key.add_file(&public_key)?;
         // Benchmarks force a reassembly without changing inputs.
@@ -123,8 +154,13 @@ impl BuildImage {
         }
         let build_id = key.finish()[..12].to_string();
 
-        let out_dir = paths::images(&self.board);
-        if let Ok(info) = ImageInfo::load(&self.board) {
+        let out_dir = self
+            .out_dir
+            .clone()
+            .unwrap_or_else(|| paths::images(&self.board));
+        std::fs::create_dir_all(&out_dir)
+            .with_context(|| format!("creating {}", out_dir.display()))?;
+        if let Ok(info) = ImageInfo::load_from(&out_dir) {
             if info.build_id == build_id
                 && info.raw.exists()
                 && info.qcow2.exists()
@@ -140,19 +176,24 @@ impl BuildImage {
             }
         }
 
-        let work = paths::target().join("image-work").join(&self.board);
+        // A build into its own --out-dir works beside it, so it never disturbs the default one.
+        let work = match &self.out_dir {
+            Some(_) => out_dir.join(".work"),
+            None => paths::target().join("image-work").join(&self.board),
+        };
         if work.exists() {
             std::fs::remove_dir_all(&work)?;
         }
         std::fs::create_dir_all(&work)?;
         let release = tree::Release {
-            version: VERSION,
+            version: &version,
             build_id: &build_id,
         };
         let tree = tree::prepare(
             &work,
             &rootfs.tarball,
             &root.join("rootfs/overlay"),
+            extra_overlay.as_deref(),
             &bins,
             &release,
         )?;
@@ -281,7 +322,7 @@ impl BuildImage {
             std::fs::remove_dir_all(&stage)?;
         }
         std::fs::create_dir_all(&stage)?;
-        let base = format!("ferrocore-{VERSION}-{build_id}-{}", self.board);
+        let base = format!("ferrocore-{version}-{build_id}-{}", self.board);
         let raw = stage.join(format!("{base}.img"));
         eprintln!("image: assembling {}", raw.display());
         let specs: Vec<disk::PartitionSpec> = placed
@@ -343,7 +384,7 @@ impl BuildImage {
         let payload = stage.join(format!("{base}.payload"));
         eprintln!("image: writing the signed update payload");
         let release = update::payload::Release {
-            version: VERSION.into(),
+            version: version.clone(),
             build_id: build_id.clone(),
             channel: "dev".into(),
             usr_root_hash: vtree.root_hash_hex(),
@@ -389,7 +430,7 @@ impl BuildImage {
             .collect();
 
         let info = ImageInfo {
-            version: VERSION.into(),
+            version: version.clone(),
             build_id: build_id.clone(),
             board: self.board.clone(),
             raw: out_dir.join(raw.file_name().expect("named")),

@@ -40,6 +40,7 @@ pub fn prepare(
     work: &Path,
     rootfs_tarball: &Path,
     overlay: &Path,
+    extra_overlay: Option<&Path>,
     binaries: &[Binary],
     release: &Release,
 ) -> Result<PathBuf> {
@@ -57,8 +58,10 @@ pub fn prepare(
             .arg(&tree)
             .arg("--numeric-owner"),
     )?;
-    for (rel, _) in cache::walk(overlay)? {
-        copy_preserving(&overlay.join(&rel), &tree.join(&rel))?;
+    for dir in std::iter::once(overlay).chain(extra_overlay) {
+        for (rel, _) in cache::walk(dir)? {
+            copy_preserving(&dir.join(&rel), &tree.join(&rel))?;
+        }
     }
     let bin = tree.join("usr/bin");
     for b in binaries {

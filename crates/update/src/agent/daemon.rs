@@ -65,6 +65,11 @@ fn worker(agent: Arc<Agent>, schedule: Schedule, rx: mpsc::Receiver<Work>) {
         };
         match work {
             Work::Check(tx) => {
+                // An outcome that had to wait (the slot marked good later in the boot, or the
+                // server unreachable at start) goes out before the next check.
+                if let Err(e) = agent.report_boot_outcome() {
+                    tracing::warn!("reporting the last update's outcome: {e}");
+                }
                 let r = agent.check();
                 if let Err(e) = &r {
                     tracing::warn!("update check: {e}");

@@ -196,15 +196,50 @@ impl Agent {
         })
     }
 
-    /// Sends one event; failures to report are logged, not fatal.
-    fn report(&self, conf: &UpdateConf, ev: omaha::Event) {
-        let Some(url) = &conf.server else { return };
+    /// Sends one event; failures to report are logged, not fatal. Returns whether the server
+    /// took it.
+    fn report(&self, conf: &UpdateConf, ev: omaha::Event) -> bool {
+        let Some(url) = &conf.server else {
+            return false;
+        };
         let sent = self.app(conf).and_then(|mut app| {
             app.events.push(ev.clone());
             self.post(url, &omaha::Request::new(vec![app]))
         });
-        if let Err(e) = sent {
-            tracing::warn!("reporting event {ev:?} to {url}: {e}");
+        match sent {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!("reporting event {ev:?} to {url}: {e}");
+                false
+            }
+        }
+    }
+
+    fn rolled_back_event(version: &str, reason: &str) -> omaha::Event {
+        omaha::Event {
+            previous_version: Some(version.into()),
+            error_code: Some(reason.into()),
+            ..omaha::Event::new(EventType::RolledBack, EventResult::Error)
+        }
+    }
+
+    /// Reports a rollback made by the health checks (`ferro-health`); whether the server took it.
+    pub fn report_rollback(&self, r: &super::verdict::Rollback) -> bool {
+        match UpdateConf::load(&self.root) {
+            Ok(conf) => self.report(
+                &conf,
+                Self::rolled_back_event(
+                    &r.version,
+                    &format!(
+                        "rolled back from {} ({}) to {}: {}",
+                        r.version, r.from_slot, r.to_slot, r.reason
+                    ),
+                ),
+            ),
+            Err(e) => {
+                tracing::warn!("reporting the rollback: {e}");
+                false
+            }
         }
     }
 
@@ -216,15 +251,32 @@ impl Agent {
     }
 
     /// After a boot: if an install is pending from an earlier boot, tell the server whether the
-    /// new version runs (UpdateComplete/SuccessReboot) or the machine fell back (RolledBack).
+    /// new version runs (UpdateComplete/SuccessReboot, once its slot is marked successful) or the
+    /// machine is back on the old one (RolledBack: after a failed health check, with the checks'
+    /// output, unless that was reported before the reboot; or because the new slot never finished
+    /// booting and GRUB fell back, in which case the new slot is marked failed here).
     pub fn report_boot_outcome(&self) -> Result<(), Error> {
         let path = self.state_dir().join("pending.json");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Ok(());
-        };
-        let Ok(p) = serde_json::from_str::<Pending>(&text) else {
-            let _ = std::fs::remove_file(&path);
-            return Ok(());
+        let rollback = super::verdict::Rollback::load(&self.root);
+        let pending = std::fs::read_to_string(&path)
+            .ok()
+            .map(|text| serde_json::from_str::<Pending>(&text));
+        let p = match pending {
+            None => {
+                // A rollback without a pending install (e.g. the file was lost): report it alone.
+                if let Some(r) = rollback {
+                    if !r.reported {
+                        self.report_rollback(&r);
+                    }
+                    let _ = std::fs::remove_file(super::verdict::Rollback::path(&self.root));
+                }
+                return Ok(());
+            }
+            Some(Err(_)) => {
+                let _ = std::fs::remove_file(&path);
+                return Ok(());
+            }
+            Some(Ok(p)) => p,
         };
         if p.boot_id == self.boot_id() {
             self.set(|s| {
@@ -235,24 +287,61 @@ impl Agent {
         }
         let conf = UpdateConf::load(&self.root)?;
         let running = self.running_version()?;
-        let ev = if running == p.version {
-            omaha::Event {
-                previous_version: Some(p.previous_version.clone()),
-                ..omaha::Event::new(EventType::UpdateComplete, EventResult::SuccessReboot)
+        if running == p.version {
+            // The new version runs, but is it good? Until the health checks mark its slot
+            // successful (ferro-health calls this again then), there is nothing to report.
+            let slot = self.booted_slot()?;
+            if !gptprio::Disk::open(&self.disk, false)?
+                .slot(slot)?
+                .successful
+            {
+                tracing::info!(
+                    "running {running} on {slot}, not yet marked successful: reporting later"
+                );
+                return Ok(());
             }
-        } else {
-            tracing::warn!(
-                "the update to {} did not stay: running {running} again",
-                p.version
+            self.report(
+                &conf,
+                omaha::Event {
+                    previous_version: Some(p.previous_version.clone()),
+                    ..omaha::Event::new(EventType::UpdateComplete, EventResult::SuccessReboot)
+                },
             );
-            omaha::Event {
-                previous_version: Some(p.version.clone()),
-                error_code: Some(format!("rolled back from {} to {running}", p.version)),
-                ..omaha::Event::new(EventType::RolledBack, EventResult::Error)
+        } else {
+            match rollback.filter(|r| r.version == p.version) {
+                Some(r) => {
+                    tracing::warn!("the update to {} was rolled back: {}", p.version, r.reason);
+                    if !r.reported {
+                        self.report_rollback(&r);
+                    }
+                }
+                None => {
+                    let reason = self.fell_back(&p.version, &running)?;
+                    tracing::warn!("{reason}");
+                    self.report(&conf, Self::rolled_back_event(&p.version, &reason));
+                }
             }
-        };
-        self.report(&conf, ev);
+            let _ = std::fs::remove_file(super::verdict::Rollback::path(&self.root));
+        }
         std::fs::remove_file(&path).map_err(|source| Error::Io { path, source })
+    }
+
+    /// Running the old version with no rollback recorded: if the slot bits show that the new slot
+    /// was tried and never became good (GRUB spent its tries), mark it failed; the reason to
+    /// report either way.
+    fn fell_back(&self, version: &str, running: &str) -> Result<String, Error> {
+        let booted = self.booted_slot()?;
+        let mut disk = gptprio::Disk::open(&self.disk, true)?;
+        let (mine, other) = (disk.slot(booted)?, disk.slot(booted.other())?);
+        if !gptprio::fell_back_from(mine, other) {
+            return Ok(format!("rolled back from {version} to {running}"));
+        }
+        disk.mark_failed(booted.other())?;
+        disk.write()?;
+        Ok(format!(
+            "{} with {version} never finished booting (its tries ran out without a healthy boot): marked failed, running {running} on {booted}",
+            booted.other()
+        ))
     }
 
     /// A whole update check. Errors are also reported to the server and kept in the status.

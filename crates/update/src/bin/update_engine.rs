@@ -1,10 +1,10 @@
 //! `update_engine`: the Ferrocore update agent daemon (CoreOS's update_engine, without D-Bus:
 //! `update_engine_client` talks to it over a unix socket, see `update::agent::ipc`).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use update::agent::{daemon, engine::Agent, ipc};
 
@@ -29,23 +29,6 @@ struct Cli {
     interval_secs: u64,
 }
 
-/// The whole disk holding the partition labelled USR-A (sysfs `PARTNAME`).
-fn default_disk(root: &Path) -> Result<PathBuf> {
-    let sys = root.join("sys/class/block");
-    for entry in std::fs::read_dir(&sys).with_context(|| format!("reading {}", sys.display()))? {
-        let entry = entry?;
-        let uevent = std::fs::read_to_string(entry.path().join("uevent")).unwrap_or_default();
-        if uevent.lines().any(|l| l == "PARTNAME=USR-A") {
-            let parent = std::fs::canonicalize(entry.path().join(".."))?;
-            let name = parent
-                .file_name()
-                .context("partition without a parent disk")?;
-            return Ok(root.join("dev").join(name));
-        }
-    }
-    bail!("no partition labelled USR-A on this machine: name the disk with --disk")
-}
-
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -56,7 +39,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let disk = match cli.disk {
         Some(d) => d,
-        None => default_disk(&cli.root)?,
+        None => update::agent::disk::default_disk(&cli.root)?,
     };
     if let Some(dir) = cli.socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

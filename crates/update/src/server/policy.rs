@@ -91,6 +91,7 @@ fn handle_app(
             status: Status::Idle,
             last_check: 0,
             offered: None,
+            last_error: None,
         });
     inst.version = app.version.clone();
     inst.group = app.track.clone();
@@ -127,6 +128,7 @@ fn record_event(state: &mut State, policy: &Policy, machine: &str, ev: &omaha::E
     };
     inst.status = status;
     if matches!(status, Status::Error | Status::RolledBack) {
+        inst.last_error = ev.error_code.clone();
         // The failure belongs to the version the machine was moving to.
         let version = inst
             .offered
@@ -187,7 +189,12 @@ fn update_check(
             (Ok(_), Err(_)) => true,
             _ => false,
         };
-        (newer && !g.paused && in_rollout(machine, g.rollout_percent))
+        // A machine that rolled back from this version is not offered it again: it would only
+        // fail its boot the same way. The next version reaches it. (Other errors, such as a
+        // broken download, are worth another try.)
+        let rolled_back_here =
+            inst.status == Status::RolledBack && inst.offered.as_deref() == Some(target.as_str());
+        (newer && !rolled_back_here && !g.paused && in_rollout(machine, g.rollout_percent))
             .then(|| state.releases.get(target))
             .flatten()
     });

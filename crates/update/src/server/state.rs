@@ -102,6 +102,9 @@ pub struct Instance {
     /// The version last offered to it, which its events are about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offered: Option<String>,
+    /// What its last error or rollback event said (a failed health check's output, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Per version: machines offered it and machines that failed with it.

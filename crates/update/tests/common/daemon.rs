@@ -28,7 +28,8 @@ pub fn daemon(m: &Machine, dir: &Path, name: &str) -> Daemon {
         .expect("starting update_engine");
     let proc = Proc { child };
     let t = Instant::now();
-    while !socket.exists() {
+    // The file appears at bind, a moment before listen: wait until it takes connections.
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
         assert!(
             t.elapsed() < Duration::from_secs(20),
             "update_engine made no socket"
@@ -92,4 +93,35 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Runs `ferro-health run` on the machine (without systemd's part); returns (success, output).
+pub fn health(m: &Machine, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferro-health"))
+        .arg("--root")
+        .arg(&m.root)
+        .arg("--disk")
+        .arg(&m.disk)
+        .args(["--no-systemd", "--timeout", "10s", "run"])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// What GRUB does when it boots an untried slot: one try less, in grubenv only.
+pub fn spend_grub_try(m: &Machine, slot: gptprio::Slot) {
+    let d = gptprio::Disk::open(&m.disk, true).unwrap();
+    let mut env = d.read_grubenv().unwrap();
+    let key = format!("{}_tries", slot.env_prefix());
+    let tries: u8 = env.get(&key).unwrap().parse().unwrap();
+    env.set(&key, &(tries - 1).to_string());
+    d.write_grubenv(&env).unwrap();
 }
