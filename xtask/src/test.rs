@@ -26,6 +26,7 @@ impl Test {
             for board in TEST_BOARDS {
                 BuildImage {
                     board: board.to_string(),
+                    ..BuildImage::default()
                 }
                 .run()?;
             }
