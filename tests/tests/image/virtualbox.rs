@@ -487,13 +487,7 @@ fn wait_for(m: &Machine, command: &str, timeout: Duration) {
     }
 }
 
-// Known failure, kept out of CI until fixed: the box boots on AHCI + e1000, but the OEM
-// cloud-config's `command: start` of vagrant-insecure-key.service hangs in early boot (the
-// StartUnit D-Bus call gets NoReply after ~90 s while dbus.service is still starting), so
-// coreos-cloudinit records a failure and the insecure key is never authorized: ssh times out.
-// Run it with `cargo test -p image-tests -- --ignored virtualbox_vmdk` once that is fixed.
 #[test]
-#[ignore = "OEM cloud-config's unit start hangs on D-Bus in early boot; see the comment"]
 fn virtualbox_vmdk_boots_on_ahci_and_e1000_and_works_with_vagrant() {
     let img = vbox();
     let dir = image_tests::logs_dir("virtualbox-keys");
