@@ -206,9 +206,10 @@ mod tests {
         );
         assert_eq!(
             rec.0.borrow().as_slice(),
+            // Stopped before it is masked, so its queued start job is cancelled, not failed.
             [
-                "daemon-reload",
                 "stop locksmithd.service",
+                "daemon-reload",
                 "restart update-engine.service"
             ]
         );

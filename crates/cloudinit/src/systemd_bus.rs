@@ -4,7 +4,6 @@
 
 use crate::units::Systemd;
 use anyhow::{bail, Context, Result};
-use std::path::Path;
 use zbus::zvariant::OwnedObjectPath;
 
 /// What EnableUnitFiles did: change type, symlink, destination.
@@ -44,31 +43,15 @@ trait Unit {
     fn load_state(&self) -> zbus::Result<String>;
 }
 
-/// systemd's own D-Bus socket (peer to peer, root only), as used by `systemctl`.
-const PRIVATE_SOCKET: &str = "/run/systemd/private";
-
 pub struct SystemdBus {
     conn: zbus::blocking::Connection,
     manager: ManagerProxy<'static>,
 }
 
 impl SystemdBus {
-    /// As `systemctl` does: root talks to systemd's private socket, which works from the
-    /// earliest boot on (the OEM cloud-config runs before dbus.service may have started, and a
-    /// request sent through the bus before systemd has joined it gets no reply). Others, and
-    /// systems without that socket, use the system bus.
     pub fn connect() -> Result<SystemdBus> {
-        let conn = if nix::unistd::geteuid().is_root() && Path::new(PRIVATE_SOCKET).exists() {
-            let stream = std::os::unix::net::UnixStream::connect(PRIVATE_SOCKET)
-                .with_context(|| format!("connecting to {PRIVATE_SOCKET}"))?;
-            zbus::blocking::connection::Builder::async_io_unix_stream(stream)
-                .p2p()
-                .build()
-                .with_context(|| format!("D-Bus handshake with systemd on {PRIVATE_SOCKET}"))?
-        } else {
-            zbus::blocking::Connection::system()
-                .context("connecting to the system D-Bus (is dbus running?)")?
-        };
+        let conn = zbus::blocking::Connection::system()
+            .context("connecting to the system D-Bus (is dbus running?)")?;
         let manager = ManagerProxy::new(&conn).context("systemd's D-Bus manager")?;
         Ok(SystemdBus { conn, manager })
     }

@@ -101,6 +101,16 @@ pub fn process(root: &Path, units: &[Unit], systemd: &dyn Systemd) -> Result<Vec
             reload = true;
         }
         if u.mask {
+            // Stop first: masking a unit whose start job is still queued in this boot
+            // (locksmithd with reboot-strategy off) fails that job and leaves a failed unit.
+            if u.command.as_deref() == Some("stop")
+                && (!u.only_if_installed || systemd.exists(&u.name)?)
+            {
+                systemd
+                    .command("stop", &u.name)
+                    .with_context(|| format!("stop {}", u.name))?;
+                done.push(format!("stop {}", u.name));
+            }
             mask(root, u)?;
             done.push(format!("masked {}", u.name));
             reload = true;
@@ -116,8 +126,8 @@ pub fn process(root: &Path, units: &[Unit], systemd: &dyn Systemd) -> Result<Vec
         }
         if u.is_network() {
             networkd = true;
-        } else if let Some(cmd) = &u.command {
-            actions.push((cmd.as_str(), u));
+        } else if let Some(cmd) = u.command.as_deref().filter(|c| !(u.mask && *c == "stop")) {
+            actions.push((cmd, u));
         }
     }
     if reload {
