@@ -322,26 +322,33 @@ impl Machine {
                 );
                 return Ok(());
             }
-            if let Some(vm) = self.vm.as_mut() {
-                // A QEMU that died fails now, not after the timeout.
-                vm.check_running().with_context(|| {
-                    format!(
-                        "{}: console log: {}",
-                        self.name,
-                        self.dir.join("console.log").display()
-                    )
-                })?;
-            }
-            if start.elapsed() > BOOT_TIMEOUT {
-                bail!(
-                    "{}: ssh did not answer within {}s; console log: {}",
-                    self.name,
-                    BOOT_TIMEOUT.as_secs(),
-                    self.dir.join("console.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_secs(3));
+            self.keep_waiting(start, BOOT_TIMEOUT, "ssh did not answer")?;
         }
+    }
+
+    /// One more round of a wait loop: fails at once if QEMU died, or with `what` once
+    /// `timeout` has passed since `start`; otherwise sleeps before the next try.
+    fn keep_waiting(&mut self, start: Instant, timeout: Duration, what: &str) -> Result<()> {
+        if let Some(vm) = self.vm.as_mut() {
+            // A QEMU that died fails now, not after the timeout.
+            vm.check_running().with_context(|| {
+                format!(
+                    "{}: console log: {}",
+                    self.name,
+                    self.dir.join("console.log").display()
+                )
+            })?;
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "{}: {what} within {}s; console log: {}",
+                self.name,
+                timeout.as_secs(),
+                self.dir.join("console.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(())
     }
 
     fn ssh_command(&self, command: &str) -> Command {
@@ -439,24 +446,7 @@ impl Machine {
                     return Ok(id);
                 }
             }
-            if let Some(vm) = self.vm.as_mut() {
-                vm.check_running().with_context(|| {
-                    format!(
-                        "{}: console log: {}",
-                        self.name,
-                        self.dir.join("console.log").display()
-                    )
-                })?;
-            }
-            if start.elapsed() > timeout {
-                bail!(
-                    "{}: no accepted boot within {}s; console log: {}",
-                    self.name,
-                    timeout.as_secs(),
-                    self.dir.join("console.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_secs(3));
+            self.keep_waiting(start, timeout, "no accepted boot")?;
         }
     }
 
