@@ -20,6 +20,8 @@ type Step = Box<dyn FnOnce() -> Result<()>>;
 fn cargo(args: &[&str]) -> Result<()> {
     let status = Command::new(env!("CARGO"))
         .args(args)
+        // CI builds from scratch once: incremental state would only cost disk (8 GiB seen).
+        .env("CARGO_INCREMENTAL", "0")
         .current_dir(paths::root())
         .status()?;
     anyhow::ensure!(status.success(), "cargo {} failed", args.join(" "));
@@ -29,6 +31,7 @@ fn cargo(args: &[&str]) -> Result<()> {
 impl Ci {
     pub fn run(self) -> Result<()> {
         let start = Instant::now();
+        report_free_space();
         host::ensure(&[
             host::KERNEL,
             host::ROOTFS,
@@ -86,8 +89,36 @@ impl Ci {
         for line in &report {
             eprintln!("{line}");
         }
+        report_free_space();
         println!("ci: {passed} passed, {failed} failed");
         anyhow::ensure!(failed == 0, "{failed} CI step(s) failed");
         Ok(())
+    }
+}
+
+/// Prints the free space where the build writes: a full disk otherwise shows up only as an
+/// LLVM I/O error deep inside some crate's compile.
+fn report_free_space() {
+    let target = paths::root().join("target");
+    let dir = if target.exists() {
+        target
+    } else {
+        paths::root()
+    };
+    match Command::new("df")
+        .args(["-h", "--output=avail,target"])
+        .arg(&dir)
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            if let Some(line) = text.lines().nth(1) {
+                let mut fields = line.split_whitespace();
+                let avail = fields.next().unwrap_or("?");
+                let mount = fields.next().unwrap_or("?");
+                eprintln!("ci: {avail} free on {mount} (for {})", dir.display());
+            }
+        }
+        _ => eprintln!("ci: could not read the free space of {}", dir.display()),
     }
 }
