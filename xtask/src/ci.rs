@@ -60,7 +60,16 @@ impl Ci {
             ),
             (
                 "unit tests",
-                Box::new(|| cargo(&["test", "--workspace", "--exclude", "image-tests"])),
+                Box::new(|| {
+                    cargo(&[
+                        "test",
+                        "--workspace",
+                        "--exclude",
+                        "image-tests",
+                        // One failing crate must not hide the results of the others.
+                        "--no-fail-fast",
+                    ])
+                }),
             ),
         ];
         if !self.no_images {

@@ -30,6 +30,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("tar", "tar"),
     ("mformat", "mtools"),
     ("mcopy", "mtools"),
+    ("fsck.fat", "dosfstools"),
 ];
 
 pub fn package_for_tool(tool: &str) -> Option<&'static str> {
@@ -72,6 +73,10 @@ pub const UNIT_TESTS: &[&str] = &[
     "etcd-client",
     "xorriso",
     "python3-venv",
+    // gptprio's ESP tests: mtools writes the ESP as the image build does, fsck.fat checks it.
+    "mtools",
+    "dosfstools",
+    "qemu-utils",
 ];
 
 /// Emulators the cloud upload tests run (crates/cloud/tests), from PyPI into a venv under the

@@ -233,11 +233,23 @@ fn check_image(body: &[u8], storage_base: &str) -> Result<String, String> {
     let (bucket, name_in_bucket) = object
         .split_once('/')
         .ok_or("no object in rawDisk.source")?;
-    let meta = reqwest::blocking::get(format!(
+    let url = format!(
         "{storage_base}/storage/v1/b/{bucket}/o/{}",
         name_in_bucket.replace('/', "%2F")
-    ))
-    .map_err(|e| e.to_string())?;
+    );
+    // The double asks the emulator as Compute asks Storage; a single-threaded emulator busy with
+    // another test's request may drop the connection, so the double retries as Compute would.
+    let mut attempt = 0;
+    let meta = loop {
+        match reqwest::blocking::get(&url) {
+            Ok(m) => break m,
+            Err(e) if attempt >= 2 => return Err(format!("asking Cloud Storage for {url}: {e}")),
+            Err(_) => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
+    };
     if !meta.status().is_success() {
         return Err(format!("The resource '{source}' was not found"));
     }

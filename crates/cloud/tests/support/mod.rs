@@ -47,18 +47,38 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_listening(port: u16, what: &str, child: &mut Child) {
+/// Waits until the emulator answers an HTTP request on `probe` itself (any status line): a
+/// port that merely accepts connections is not enough, the Python servers bind before they
+/// serve and a request sent then fails with "error sending request".
+fn wait_serving(port: u16, probe: &str, what: &str, child: &mut Child) {
     let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    loop {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited ({status}) before listening on {port}");
+            panic!("{what} exited ({status}) before serving on {port}");
+        }
+        if answers_http(port, probe) {
+            return;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "{what} not listening on {port} after 60 s"
+            "{what} not answering HTTP on {port} after 60 s"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn answers_http(port: u16, probe: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req =
+        format!("GET {probe} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
 }
 
 /// moto's server on 127.0.0.1 (every AWS service on one port); `env` configures it.
@@ -71,7 +91,7 @@ pub fn moto(env: &[(&str, &str)]) -> (Process, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting moto_server");
-    wait_listening(port, "moto_server", &mut child);
+    wait_serving(port, "/moto-api/", "moto_server", &mut child);
     (Process(child), format!("http://127.0.0.1:{port}"))
 }
 
@@ -94,7 +114,7 @@ pub fn gcs(bucket: &str) -> (Process, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting gcp-storage-emulator");
-    wait_listening(port, "gcp-storage-emulator", &mut child);
+    wait_serving(port, "/storage/v1/b", "gcp-storage-emulator", &mut child);
     (Process(child), format!("http://127.0.0.1:{port}"))
 }
 
