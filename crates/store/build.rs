@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/etcd/etcdserverpb/rpc.proto",
         "proto/etcd/mvccpb/kv.proto",
+        "proto/etcd/authpb/auth.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

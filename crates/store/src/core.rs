@@ -47,6 +47,8 @@ pub struct Inner {
     pub last_applied: Option<LogId>,
     /// The membership as of the last applied entry.
     pub membership: StoredMembership<u64, PeerNode>,
+    /// v3 auth tokens handed out here (member-local, as etcd's simple tokens).
+    pub tokens: crate::v3::auth::Tokens,
 }
 
 struct Proposal {
@@ -156,6 +158,7 @@ impl Core {
                 applied: last_applied.map_or(0, |l| l.index),
                 last_applied,
                 membership,
+                tokens: Default::default(),
             }),
             tx,
             header,
@@ -485,14 +488,25 @@ impl Core {
         for (rev, changes) in inner.state.v3.take_changes() {
             inner.hub3.notify(rev, &changes, |r| header(r));
         }
+        if let (Command::Auth { req, .. }, Output::Auth(Ok(result))) = (cmd, &output) {
+            inner.tokens.applied(req, result);
+        }
         match &output {
             Output::V3(Ok((crate::state::mvcc::V3Result::LeaseGrant { id, ttl }, _))) => {
                 let deadline = std::time::Instant::now() + Duration::from_secs(*ttl as u64);
                 inner.lease_deadlines.insert(*id, deadline);
             }
-            // Revoked or already gone: either way nothing is left to expire.
+            // Revoked or already gone: either way nothing is left to expire. A revoke the
+            // caller had no permission for left the lease as it was.
+            Output::V3(Err(crate::state::mvcc::V3Error::Auth(_))) => {}
             _ => {
-                if let Command::V3(crate::state::V3Request::LeaseRevoke(id)) = cmd {
+                use crate::state::V3Request::LeaseRevoke;
+                if let Command::V3(LeaseRevoke(id))
+                | Command::V3As {
+                    req: LeaseRevoke(id),
+                    ..
+                } = cmd
+                {
                     inner.lease_deadlines.remove(id);
                 }
             }

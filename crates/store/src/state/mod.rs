@@ -3,6 +3,7 @@
 //! Everything a write needs (including the proposer's clock) travels in the [`Command`], so that
 //! replaying the durable log — or, later, applying Raft entries on every member — gives the same state.
 
+pub mod auth;
 pub mod error;
 pub mod event;
 pub mod history;
@@ -64,6 +65,17 @@ pub enum Command {
         now: i64,
     },
     V3(V3Request),
+    /// A client's v3 request with the user of its auth token (`None`: no token), checked
+    /// against the permissions when applied, as etcd's `authApplierV3` does.
+    V3As {
+        user: Option<String>,
+        req: V3Request,
+    },
+    /// An auth request (users, roles, enable/disable, authenticate) by a token's user.
+    Auth {
+        user: Option<String>,
+        req: auth::AuthRequest,
+    },
     /// A member's client URLs, published through the log once it runs (as etcd's publish).
     Publish {
         id: u64,
@@ -107,6 +119,7 @@ pub enum Output {
     /// The result and the store revision right after it.
     V3(Result<(mvcc::V3Result, i64), mvcc::V3Error>),
     Published,
+    Auth(Result<auth::AuthResult, auth::AuthError>),
 }
 
 /// What a member published about itself.
@@ -123,6 +136,8 @@ pub struct State {
     pub v3: mvcc::Mvcc,
     #[serde(default)]
     pub members: std::collections::BTreeMap<u64, Published>,
+    #[serde(default)]
+    pub auth: auth::AuthStore,
 }
 
 impl State {
@@ -131,6 +146,16 @@ impl State {
             Command::V2(r) => Output::V2(self.apply_v2(r)),
             Command::V2Expire { now } => Output::Expired(self.v2.delete_expired(*now).len()),
             Command::V3(r) => Output::V3(self.apply_v3(r).map(|x| (x, self.v3.revision()))),
+            Command::V3As { user, req } => {
+                let checked = self.auth.check_v3(user.as_deref(), req, &self.v3);
+                Output::V3(
+                    checked
+                        .map_err(mvcc::V3Error::from)
+                        .and_then(|()| self.apply_v3(req))
+                        .map(|x| (x, self.v3.revision())),
+                )
+            }
+            Command::Auth { user, req } => Output::Auth(self.auth.apply(user.as_deref(), req)),
             Command::Publish {
                 id,
                 name,

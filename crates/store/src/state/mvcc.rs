@@ -23,6 +23,8 @@ pub enum V3Error {
     KeyNotFound,
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
+    #[error(transparent)]
+    Auth(#[from] super::auth::AuthError),
 }
 
 /// etcd's minimum lease TTL with the default election timeout (1.5 × 1 s, rounded up).

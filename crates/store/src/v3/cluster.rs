@@ -175,8 +175,10 @@ impl pb::maintenance_server::Maintenance for Arc<Cluster> {
     /// pieces counting down `remaining_bytes`, then its sha256 with `remaining_bytes` 0.
     async fn snapshot(
         &self,
-        _: Request<pb::SnapshotRequest>,
+        req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
+        // Only root, once auth is enabled (etcd's authMaintenanceServer).
+        super::auth::require_admin(&self.core, &req)?;
         let state = self.core.lock().state.clone();
         let data = tokio::task::spawn_blocking(move || crate::snapshot::encode(&state))
             .await
@@ -239,8 +241,10 @@ impl pb::maintenance_server::Maintenance for Arc<Cluster> {
 
     async fn defragment(
         &self,
-        _: Request<pb::DefragmentRequest>,
+        req: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        // Only root, once auth is enabled (etcd's authMaintenanceServer).
+        super::auth::require_admin(&self.core, &req)?;
         Ok(Response::new(pb::DefragmentResponse {
             header: Some(self.header()),
         }))
@@ -248,8 +252,10 @@ impl pb::maintenance_server::Maintenance for Arc<Cluster> {
 
     async fn hash(
         &self,
-        _: Request<pb::HashRequest>,
+        req: Request<pb::HashRequest>,
     ) -> Result<Response<pb::HashResponse>, Status> {
+        // Only root, once auth is enabled (etcd's authMaintenanceServer).
+        super::auth::require_admin(&self.core, &req)?;
         Ok(Response::new(pb::HashResponse {
             header: Some(self.header()),
             hash: self.kv_hash(),
@@ -258,8 +264,10 @@ impl pb::maintenance_server::Maintenance for Arc<Cluster> {
 
     async fn hash_kv(
         &self,
-        _: Request<pb::HashKvRequest>,
+        req: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
+        // Only root, once auth is enabled (etcd's authMaintenanceServer).
+        super::auth::require_admin(&self.core, &req)?;
         let compact = self.core.lock().state.v3.compact_revision();
         Ok(Response::new(pb::HashKvResponse {
             header: Some(self.header()),

@@ -6,7 +6,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::pb::etcdserverpb as pb;
-use super::{check, errors};
+use super::{auth, check, errors};
 use crate::core::Core;
 use crate::state::mvcc::V3Result;
 use crate::state::{Command, Output, V3Request};
@@ -16,13 +16,15 @@ pub struct Kv {
     pub max_txn_ops: usize,
 }
 
-/// Proposes a v3 write and returns its result with the header at the revision after it.
+/// Proposes a client's v3 write (made as `user`, checked when applied) and returns its result
+/// with the header at the revision after it.
 pub async fn propose(
     core: &Core,
+    user: Option<String>,
     req: V3Request,
 ) -> Result<(V3Result, pb::ResponseHeader), Status> {
     let applied = core
-        .propose(Command::V3(req))
+        .propose(Command::V3As { user, req })
         .await
         .map_err(|_| errors::stopped())?;
     match applied.output {
@@ -64,6 +66,7 @@ impl pb::kv_server::Kv for Kv {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
+        let user = auth::caller(&self.core, req.metadata())?;
         let r = req.into_inner();
         check::range(&r)?;
         // Linearizable: first apply everything the leader had committed (ReadIndex).
@@ -76,6 +79,11 @@ impl pb::kv_server::Kv for Kv {
         }
         let (res, rev) = {
             let inner = self.core.lock();
+            inner
+                .state
+                .auth
+                .check_range(user.as_deref(), &r.key, &r.range_end)
+                .map_err(errors::auth)?;
             (inner.state.v3.range(&r), inner.state.v3.revision())
         };
         let mut res = res.map_err(errors::status)?;
@@ -84,9 +92,10 @@ impl pb::kv_server::Kv for Kv {
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let user = auth::caller(&self.core, req.metadata())?;
         let r = req.into_inner();
         check::put(&r)?;
-        match propose(&self.core, V3Request::Put(r.encode_to_vec())).await? {
+        match propose(&self.core, user, V3Request::Put(r.encode_to_vec())).await? {
             (V3Result::Put(mut p), h) => {
                 p.header = Some(h);
                 Ok(Response::new(p))
@@ -99,9 +108,10 @@ impl pb::kv_server::Kv for Kv {
         &self,
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        let user = auth::caller(&self.core, req.metadata())?;
         let r = req.into_inner();
         check::delete(&r)?;
-        match propose(&self.core, V3Request::DeleteRange(r.encode_to_vec())).await? {
+        match propose(&self.core, user, V3Request::DeleteRange(r.encode_to_vec())).await? {
             (V3Result::DeleteRange(mut d), h) => {
                 d.header = Some(h);
                 Ok(Response::new(d))
@@ -111,9 +121,10 @@ impl pb::kv_server::Kv for Kv {
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        let user = auth::caller(&self.core, req.metadata())?;
         let r = req.into_inner();
         check::txn(&r, self.max_txn_ops)?;
-        match propose(&self.core, V3Request::Txn(r.encode_to_vec())).await? {
+        match propose(&self.core, user, V3Request::Txn(r.encode_to_vec())).await? {
             (V3Result::Txn(mut t), h) => {
                 stamp_txn(&mut t, &h);
                 Ok(Response::new(t))
@@ -126,8 +137,9 @@ impl pb::kv_server::Kv for Kv {
         &self,
         req: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
+        let user = auth::caller(&self.core, req.metadata())?;
         let r = req.into_inner();
-        let (_, h) = propose(&self.core, V3Request::Compact(r.revision)).await?;
+        let (_, h) = propose(&self.core, user, V3Request::Compact(r.revision)).await?;
         Ok(Response::new(pb::CompactionResponse { header: Some(h) }))
     }
 }

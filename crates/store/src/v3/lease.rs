@@ -61,13 +61,14 @@ impl pb::lease_server::Lease for Lease {
         &self,
         req: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        let user = super::auth::caller(&self.core, req.metadata())?;
         let r = req.into_inner();
         let id = if r.id == 0 {
             new_lease_id(&self.core)
         } else {
             r.id
         };
-        match propose(&self.core, V3Request::LeaseGrant { id, ttl: r.ttl }).await? {
+        match propose(&self.core, user, V3Request::LeaseGrant { id, ttl: r.ttl }).await? {
             (V3Result::LeaseGrant { id, ttl }, h) => Ok(Response::new(pb::LeaseGrantResponse {
                 header: Some(h),
                 id,
@@ -82,7 +83,9 @@ impl pb::lease_server::Lease for Lease {
         &self,
         req: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        let (_, h) = propose(&self.core, V3Request::LeaseRevoke(req.into_inner().id)).await?;
+        let user = super::auth::caller(&self.core, req.metadata())?;
+        let revoke = V3Request::LeaseRevoke(req.into_inner().id);
+        let (_, h) = propose(&self.core, user, revoke).await?;
         Ok(Response::new(pb::LeaseRevokeResponse { header: Some(h) }))
     }
 

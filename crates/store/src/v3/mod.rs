@@ -1,5 +1,6 @@
-//! etcd's v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance), served on the client port.
+//! etcd's v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance, Auth), served on the client port.
 
+pub mod auth;
 mod check;
 mod cluster;
 mod errors;
@@ -15,6 +16,9 @@ use crate::core::Core;
 use crate::member::Member;
 
 pub mod pb {
+    pub mod authpb {
+        tonic::include_proto!("authpb");
+    }
     pub mod mvccpb {
         tonic::include_proto!("mvccpb");
     }
@@ -60,6 +64,9 @@ pub fn router(core: Arc<Core>, member: Arc<Member>, o: Options) -> axum::Router 
     }))
     .add_service(cluster_server::ClusterServer::new(Arc::clone(&cluster)))
     .add_service(maintenance_server::MaintenanceServer::new(cluster))
+    .add_service(auth_server::AuthServer::new(auth::Auth {
+        core: Arc::clone(&core),
+    }))
     .prepare()
     .into_axum_router()
 }

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::pb::etcdserverpb as pb;
 use super::watch::{Outbox, Watcher};
 use crate::core::Core;
+use crate::state::auth::AuthError;
 
 pub struct Watch {
     pub core: Arc<Core>,
@@ -77,6 +78,32 @@ fn create(core: &Core, stream: u64, c: pb::WatchCreateRequest, id: i64, out: &Ou
     inner.hub3.add(w, out.clone());
 }
 
+/// etcd's `isWatchPermitted`: a watch needs read permission on its key or range. The reason
+/// is the Go gRPC error's text, as etcd 3.4 puts it in `cancel_reason`.
+fn watch_permitted(
+    core: &Core,
+    md: &tonic::metadata::MetadataMap,
+    c: &pb::WatchCreateRequest,
+) -> Result<(), String> {
+    let user = super::auth::caller(core, md).map_err(|_| AuthError::InvalidAuthToken);
+    // An empty key is the smallest key, as in etcd.
+    let key: &[u8] = if c.key.is_empty() { &[0] } else { &c.key };
+    let checked = user.and_then(|u| {
+        core.lock()
+            .state
+            .auth
+            .check_range(u.as_deref(), key, &c.range_end)
+    });
+    checked.map_err(|e| {
+        let (code, e) = match e {
+            AuthError::InvalidAuthToken => ("Unauthenticated", e),
+            AuthError::UserEmpty => ("InvalidArgument", e),
+            _ => ("PermissionDenied", AuthError::PermissionDenied),
+        };
+        format!("rpc error: code = {code} desc = {e}")
+    })
+}
+
 #[tonic::async_trait]
 impl pb::watch_server::Watch for Watch {
     type WatchStream = WatchStream;
@@ -88,6 +115,8 @@ impl pb::watch_server::Watch for Watch {
         let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         let core = Arc::clone(&self.core);
+        // etcd reads the token from the stream's metadata at each create.
+        let md = req.metadata().clone();
         let mut input = req.into_inner();
         tokio::spawn(async move {
             let mut next_id = 0i64;
@@ -104,6 +133,18 @@ impl pb::watch_server::Watch for Watch {
                             }
                             next_id
                         };
+                        if let Err(reason) = watch_permitted(&core, &md, &c) {
+                            let rev = core.lock().state.v3.revision();
+                            let _ = tx.send(pb::WatchResponse {
+                                header: Some((core.header)(rev)),
+                                watch_id: c.watch_id,
+                                created: true,
+                                canceled: true,
+                                cancel_reason: reason,
+                                ..Default::default()
+                            });
+                            continue;
+                        }
                         used.push(id);
                         create(&core, stream, c, id, &tx);
                     }
