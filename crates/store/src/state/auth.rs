@@ -295,7 +295,6 @@ impl AuthStore {
             V3Request::Txn(b) => self.check_txn(
                 user,
                 &pb::TxnRequest::decode(b.as_slice()).unwrap_or_default(),
-                mvcc,
             ),
             V3Request::LeaseRevoke(id) => self.check_lease(user, *id, mvcc),
             // etcd 3.4 checks neither (compaction and grants touch no key a user could read).
@@ -329,13 +328,9 @@ impl AuthStore {
         Ok(())
     }
 
-    /// etcd's `checkTxnAuth`: every compare is a read, every op of both branches is checked.
-    fn check_txn(
-        &self,
-        user: Option<&str>,
-        t: &pb::TxnRequest,
-        mvcc: &Mvcc,
-    ) -> Result<(), AuthError> {
+    /// etcd's `checkTxnAuth`: every compare is a read, every op of both branches is checked
+    /// (puts for their key only, as etcd: not their lease or prev_kv).
+    fn check_txn(&self, user: Option<&str>, t: &pb::TxnRequest) -> Result<(), AuthError> {
         use pb::request_op::Request as Q;
         for c in &t.compare {
             self.check_range(user, &c.key, &c.range_end)?;
@@ -345,7 +340,7 @@ impl AuthStore {
                 Some(Q::RequestRange(r)) => self.check_range(user, &r.key, &r.range_end)?,
                 Some(Q::RequestPut(p)) => self.check_put(user, &p.key)?,
                 Some(Q::RequestDeleteRange(d)) => self.check_delete(user, d)?,
-                Some(Q::RequestTxn(t)) => self.check_txn(user, t, mvcc)?,
+                Some(Q::RequestTxn(t)) => self.check_txn(user, t)?,
                 None => {}
             }
         }

@@ -171,7 +171,7 @@ impl pb::auth_server::Auth for Auth {
         &self,
         req: Request<pb::AuthEnableRequest>,
     ) -> Result<Response<pb::AuthEnableResponse>, Status> {
-        let _r = req.get_ref().clone();
+        let _r = *req.get_ref();
         let (_, header) = self.run(&req, AuthRequest::Enable).await?;
         Ok(Response::new(pb::AuthEnableResponse { header }))
     }
@@ -179,7 +179,7 @@ impl pb::auth_server::Auth for Auth {
         &self,
         req: Request<pb::AuthDisableRequest>,
     ) -> Result<Response<pb::AuthDisableResponse>, Status> {
-        let _r = req.get_ref().clone();
+        let _r = *req.get_ref();
         let (_, header) = self.run(&req, AuthRequest::Disable).await?;
         Ok(Response::new(pb::AuthDisableResponse { header }))
     }
