@@ -1071,6 +1071,54 @@ fn auth_is_replicated_and_survives_a_whole_cluster_restart() {
         }
     };
     check(&c, "before");
+    // A token handed out by the leader works on a follower (Authenticate is applied on every
+    // member); a made-up one does not.
+    let follower = (leader + 1) % 3;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use store::v3::pb::etcdserverpb::{
+            auth_client::AuthClient, kv_client::KvClient, AuthenticateRequest, PutRequest,
+        };
+        let ch = |u: String| async move {
+            tonic::transport::Endpoint::from_shared(u)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap()
+        };
+        let mut auth = AuthClient::new(ch(url(&c, leader)).await);
+        let token = auth
+            .authenticate(AuthenticateRequest {
+                name: "alice".into(),
+                password: "apw".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token;
+        let mut kv = KvClient::new(ch(url(&c, follower)).await);
+        let put = |token: &str| {
+            let mut r = tonic::Request::new(PutRequest {
+                key: b"/app/token".to_vec(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            });
+            r.metadata_mut().insert("token", token.parse().unwrap());
+            r
+        };
+        // The follower may apply the Authenticate entry a moment after the leader answered.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(e) = kv.put(put(&token)).await {
+            assert!(
+                Instant::now() < deadline,
+                "the leader's token on a follower: {e:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let e = kv.put(put("madeup.1")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert_eq!(e.message(), "etcdserver: invalid auth token");
+    });
     for i in 0..3 {
         c.kill(i);
         for a in c.members[i].args.iter_mut() {
