@@ -405,3 +405,154 @@ fn moto_verifies_our_signatures_and_bad_credentials_are_named() {
         "{text}"
     );
 }
+
+/// An account whose policy has no `ebs:*` (or a region without the EBS direct APIs): with a
+/// bucket given, the upload falls back to S3 + ImportSnapshot. moto has no ImportSnapshot, so
+/// the proxy plays EC2's VM Import: it reads the object the upload put into moto's S3 and turns
+/// it into a real moto snapshot; the AMI is then registered on that snapshot as usual.
+#[test]
+fn refused_ebs_direct_falls_back_to_s3_and_import_snapshot() {
+    const BUCKET: &str = "ferrocore-import";
+    let (_moto, moto_url) = support::moto(&[]);
+    let direct = client(&moto_url, "AKIDFERROCORETEST", "x");
+    S3 { client: &direct }.create_bucket(BUCKET).unwrap();
+
+    let polls = Arc::new(AtomicU32::new(0));
+    let imported = Arc::new(std::sync::Mutex::new(None::<String>));
+    let (p, imp, url) = (polls.clone(), imported.clone(), moto_url.clone());
+    let proxy = support::serve(
+        Some(moto_url.clone()),
+        Box::new(move |r: &Recorded| match operation(r).as_str() {
+            "StartSnapshot" => Action::Reply(Reply::json(
+                403,
+                &serde_json::json!({
+                    "__type": "AccessDeniedException",
+                    "Message": "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ebs:StartSnapshot"
+                }),
+            )),
+            "ImportSnapshot" => {
+                let f = r.form();
+                assert_eq!(f["DiskContainer.Format"], "RAW");
+                assert_eq!(f["DiskContainer.UserBucket.S3Bucket"], BUCKET);
+                let key = &f["DiskContainer.UserBucket.S3Key"];
+                let moto = client(&url, "AKIDFERROCORETEST", "x");
+                let object = S3 { client: &moto }.get(BUCKET, key).unwrap();
+                let dir = tempfile::tempdir().unwrap();
+                let file = dir.path().join("imported.raw");
+                std::fs::write(&file, &object).unwrap();
+                let up = Ebs { client: &moto }
+                    .upload(&file, "imported", &[], 1, &|_| {})
+                    .unwrap();
+                *imp.lock().unwrap() = Some(up.snapshot_id);
+                Action::Reply(Reply::new(
+                    200,
+                    "text/xml",
+                    "<ImportSnapshotResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><importTaskId>import-snap-0123456789abcdef0</importTaskId></ImportSnapshotResponse>",
+                ))
+            }
+            "DescribeImportSnapshotTasks" => {
+                assert_eq!(r.form()["ImportTaskId.1"], "import-snap-0123456789abcdef0");
+                let (status, progress) = if p.fetch_add(1, Ordering::SeqCst) == 0 {
+                    ("active", "<progress>42</progress>")
+                } else {
+                    ("completed", "")
+                };
+                let snap = imp.lock().unwrap().clone().unwrap_or_default();
+                Action::Reply(Reply::new(
+                    200,
+                    "text/xml",
+                    format!("<DescribeImportSnapshotTasksResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><importSnapshotTaskSet><item><importTaskId>import-snap-0123456789abcdef0</importTaskId><snapshotTaskDetail><format>RAW</format>{progress}<status>{status}</status><snapshotId>{snap}</snapshotId></snapshotTaskDetail></item></importSnapshotTaskSet></DescribeImportSnapshotTasksResponse>"),
+                ))
+            }
+            _ => Action::Forward,
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (image, bytes) = test_image(dir.path());
+    let c = client(&proxy.base, "AKIDFERROCORETEST", "x");
+    let lines = std::sync::Mutex::new(Vec::new());
+    let mut spec = publish_spec(
+        image,
+        Transfer::DirectOrS3 {
+            threads: 2,
+            bucket: BUCKET.into(),
+        },
+    );
+    spec.copy_to_regions.clear();
+    let published = ami::publish(&c, &spec, &|_| {}, &|l| {
+        lines.lock().unwrap().push(l.to_string())
+    })
+    .unwrap();
+
+    let lines = lines.into_inner().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("falling back to S3 + ImportSnapshot")
+                && l.contains("AccessDeniedException")),
+        "{lines:?}"
+    );
+    // The object S3 holds is the image, byte for byte.
+    let object = S3 { client: &direct }
+        .get(BUCKET, "ferrocore-0.1.0-abc123.raw")
+        .unwrap();
+    assert!(object == bytes, "the S3 object differs from the image");
+    // The AMI sits on the imported snapshot, which holds the image.
+    assert_eq!(
+        Some(published.snapshot_id.clone()),
+        imported.lock().unwrap().clone()
+    );
+    assert_eq!(polls.load(Ordering::SeqCst), 2, "active, then completed");
+    let ebs = Ebs { client: &direct };
+    let mut volume = vec![0u8; 6 * BLOCK_SIZE as usize];
+    for b in ebs.list_blocks(&published.snapshot_id).unwrap() {
+        let data = ebs.get_block(&published.snapshot_id, &b).unwrap();
+        let at = (b.block_index * BLOCK_SIZE) as usize;
+        volume[at..at + data.len()].copy_from_slice(&data);
+    }
+    assert_eq!(&volume[..bytes.len()], &bytes[..]);
+    let (region, ami_id) = &published.images[0];
+    let info = Ec2::in_region(&direct, region)
+        .describe_image(ami_id)
+        .unwrap();
+    assert_eq!(info.name, "ferrocore-0.1.0-abc123");
+    let register = proxy
+        .seen()
+        .into_iter()
+        .find(|r| operation(r) == "RegisterImage")
+        .unwrap()
+        .form();
+    assert_eq!(
+        register.get("BlockDeviceMapping.1.Ebs.SnapshotId"),
+        Some(&published.snapshot_id)
+    );
+}
+
+/// Rejected credentials are not a refusal of the EBS direct APIs: no fallback, the key named.
+#[test]
+fn rejected_credentials_do_not_fall_back_to_s3() {
+    let proxy = support::serve(
+        None,
+        Box::new(|_: &Recorded| {
+            Action::Reply(Reply::json(
+                403,
+                &serde_json::json!({"__type": "UnrecognizedClientException", "Message": "The security token included in the request is invalid."}),
+            ))
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (image, _) = test_image(dir.path());
+    let c = client(&proxy.base, "AKIDREVOKED", "x");
+    let spec = publish_spec(
+        image,
+        Transfer::DirectOrS3 {
+            threads: 1,
+            bucket: "b".into(),
+        },
+    );
+    let err = ami::publish(&c, &spec, &|_| {}, &|_| {}).unwrap_err();
+    assert!(matches!(err, Error::Auth { .. }), "{err}");
+    assert!(err.to_string().contains("AKIDREVOKED"), "{err}");
+    let ops: Vec<String> = proxy.seen().iter().map(operation).collect();
+    assert_eq!(ops, ["StartSnapshot"], "nothing after the refusal");
+}

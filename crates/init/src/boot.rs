@@ -32,8 +32,8 @@ pub fn run(cmdline: &Cmdline) -> Result<()> {
     let sys = Path::new(SYS_BLOCK);
     let live = live::is_live();
     if live {
-        // PXE/ISO: /usr comes from the initramfs and ROOT lives in RAM.
-        log::info("live system: /usr from the initramfs, ROOT in RAM");
+        // PXE/ISO: /usr comes from the initramfs; ROOT lives in RAM unless `root=` names a disk.
+        log::info("live system: /usr from the initramfs");
         live::setup_usr(USR_DM_NAME)?;
     } else {
         let slot = cmdline.slot().unwrap_or("?");
@@ -45,8 +45,7 @@ pub fn run(cmdline: &Cmdline) -> Result<()> {
     })
     .context("dm-verity did not set up /usr: is dm-mod.create= on the command line, and is the slot written?")?;
     let root = if live {
-        mount_fs("tmpfs", SYSROOT, "tmpfs", MsFlags::empty())?;
-        "tmpfs".into()
+        live_root(sys, cmdline.get("root").filter(|s| !s.is_empty()))?
     } else {
         let root = partitions::wait_for("the partition labelled ROOT", DEVICE_TIMEOUT, || {
             partitions::find_by_partlabel(sys, "ROOT")
@@ -77,6 +76,35 @@ pub fn run(cmdline: &Cmdline) -> Result<()> {
         live::mask_disk_units(sysroot)?;
     }
     switch_root(cmdline.next_init())
+}
+
+/// A live system's ROOT: a tmpfs, or the ext4 disk `root=` names (persistent across PXE boots,
+/// as CoreOS's `root=` on its PXE command line). The disk is never formatted here: a missing or
+/// unformatted disk stops the boot with the reason rather than running from RAM unnoticed.
+fn live_root(sys: &Path, spec: Option<&str>) -> Result<std::path::PathBuf> {
+    let Some(spec) = spec else {
+        log::info("ROOT in RAM (tmpfs): name a disk with root= to keep it");
+        mount_fs("tmpfs", SYSROOT, "tmpfs", MsFlags::empty())?;
+        return Ok("tmpfs".into());
+    };
+    anyhow::ensure!(
+        partitions::root_spec_is_supported(spec),
+        "root={spec}: name the disk as /dev/NAME, PARTLABEL=, LABEL= or UUID= (of an ext4 filesystem)"
+    );
+    let dev = partitions::wait_for(&format!("root={spec}"), DEVICE_TIMEOUT, || {
+        partitions::find_root(sys, Path::new("/dev"), spec)
+    })
+    .with_context(|| {
+        format!("no disk matches root={spec} (an ext4 filesystem, e.g. mkfs.ext4 -L ROOT /dev/sdb; remove root= to run from RAM)")
+    })?;
+    mount_fs(&dev.to_string_lossy(), SYSROOT, "ext4", MsFlags::empty()).with_context(|| {
+        format!(
+            "root={spec}: {} holds no ext4 filesystem (nothing was written to it)",
+            dev.display()
+        )
+    })?;
+    log::info(&format!("ROOT on {} (root={spec})", dev.display()));
+    Ok(dev)
 }
 
 /// Moves the API filesystems and ROOT to `/` and execs the real init.

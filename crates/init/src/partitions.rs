@@ -1,5 +1,6 @@
 //! Finding block devices through sysfs (no udev in the initrd): partitions by GPT label
-//! (`PARTNAME=` in uevent) and device-mapper devices by name.
+//! (`PARTNAME=` in uevent), device-mapper devices by name, and a live system's `root=` disk by
+//! name, GPT label or ext4 label/UUID (read from the superblock, as blkid would).
 
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,73 @@ pub fn find_dm(sys_block: &Path, dm_name: &str) -> Option<String> {
             let n = std::fs::read_to_string(e.path().join("dm/name")).ok()?;
             (n.trim() == dm_name).then_some(name)
         })
+}
+
+/// The block device `root=` names, as the kernel and udev spell it: `/dev/vdb`, `PARTLABEL=ROOT`,
+/// `LABEL=ROOT` or `UUID=…` (ext4). `dev` is where the device nodes are (normally /dev).
+pub fn find_root(sys_block: &Path, dev: &Path, spec: &str) -> Option<String> {
+    if let Some(label) = spec.strip_prefix("PARTLABEL=") {
+        return find_by_partlabel(sys_block, label);
+    }
+    if let Some(name) = spec.strip_prefix("/dev/") {
+        return sys_block.join(name).exists().then(|| name.to_string());
+    }
+    let wanted = |id: &Ext4Id| match spec.split_once('=') {
+        Some(("LABEL", l)) => id.label == l,
+        Some(("UUID", u)) => id.uuid.eq_ignore_ascii_case(u),
+        _ => false,
+    };
+    let mut names: Vec<String> = std::fs::read_dir(sys_block)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .find(|name| ext4_id(&dev.join(name)).is_some_and(|id| wanted(&id)))
+}
+
+/// What `root=` can be matched on in `spec`, for the error when nothing matches.
+pub fn root_spec_is_supported(spec: &str) -> bool {
+    spec.starts_with("/dev/")
+        || ["PARTLABEL=", "LABEL=", "UUID="]
+            .iter()
+            .any(|p| spec.starts_with(p))
+}
+
+/// An ext4 filesystem's volume label and UUID.
+#[derive(Debug, PartialEq)]
+pub struct Ext4Id {
+    pub label: String,
+    pub uuid: String,
+}
+
+/// Reads the ext2/3/4 superblock (1024 bytes in; magic 0xEF53 at 56, UUID at 104, label at 120).
+pub fn ext4_id(device: &Path) -> Option<Ext4Id> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(device).ok()?;
+    f.seek(SeekFrom::Start(1024)).ok()?;
+    let mut sb = [0u8; 136];
+    f.read_exact(&mut sb).ok()?;
+    if sb[56..58] != [0x53, 0xEF] {
+        return None;
+    }
+    let u = &sb[104..120];
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let uuid = format!(
+        "{}-{}-{}-{}-{}",
+        hex(&u[0..4]),
+        hex(&u[4..6]),
+        hex(&u[6..8]),
+        hex(&u[8..10]),
+        hex(&u[10..16])
+    );
+    let label = &sb[120..136];
+    let end = label.iter().position(|&b| b == 0).unwrap_or(label.len());
+    Some(Ext4Id {
+        label: String::from_utf8_lossy(&label[..end]).into_owned(),
+        uuid,
+    })
 }
 
 /// Waits (disks probe asynchronously) for `find` to name a device; returns its /dev path.
@@ -91,5 +159,50 @@ mod tests {
         assert_eq!(find_by_partlabel(sys.path(), "USR-B"), None);
         assert_eq!(find_dm(sys.path(), "usr").as_deref(), Some("dm-0"));
         assert_eq!(find_dm(sys.path(), "other"), None);
+    }
+
+    /// Our superblock reading against what mkfs.ext4 wrote and blkid reads.
+    #[test]
+    fn finds_a_root_disk_by_name_label_and_uuid_as_blkid_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sys, dev) = (dir.path().join("sys"), dir.path().join("dev"));
+        std::fs::create_dir_all(&dev).unwrap();
+        for name in ["vda", "vdb", "vdc"] {
+            std::fs::create_dir_all(sys.join(name)).unwrap();
+            std::fs::write(sys.join(name).join("uevent"), format!("DEVNAME={name}\n")).unwrap();
+            std::fs::File::create(dev.join(name))
+                .unwrap()
+                .set_len(8 << 20)
+                .unwrap();
+        }
+        let mkfs = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "PXE-ROOT"])
+            .arg(dev.join("vdb"))
+            .status()
+            .expect("mkfs.ext4 (Debian package e2fsprogs)");
+        assert!(mkfs.success());
+        let blkid = |tag: &str| {
+            let out = std::process::Command::new("blkid")
+                .args(["-o", "value", "-s", tag])
+                .arg(dev.join("vdb"))
+                .output()
+                .expect("blkid (Debian package util-linux)");
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        let id = ext4_id(&dev.join("vdb")).unwrap();
+        assert_eq!(id.label, blkid("LABEL"));
+        assert_eq!(id.uuid, blkid("UUID"));
+        assert_eq!(ext4_id(&dev.join("vda")), None, "a blank disk is no ext4");
+
+        let find = |spec: &str| find_root(&sys, &dev, spec);
+        assert_eq!(find("LABEL=PXE-ROOT").as_deref(), Some("vdb"));
+        assert_eq!(
+            find(&format!("UUID={}", id.uuid.to_uppercase())).as_deref(),
+            Some("vdb")
+        );
+        assert_eq!(find("/dev/vdc").as_deref(), Some("vdc"));
+        assert_eq!(find("/dev/vdz"), None);
+        assert_eq!(find("LABEL=OTHER"), None);
+        assert!(root_spec_is_supported("UUID=x") && !root_spec_is_supported("PARTUUID=x"));
     }
 }

@@ -82,6 +82,34 @@ fn check_root_fills_disk(m: &Machine, disk_bytes: u64) {
     );
 }
 
+/// The image ships the update server's unit, off by default; started, it serves on loopback only.
+fn check_update_server_unit(m: &Machine) {
+    assert_eq!(
+        m.ssh("systemctl is-enabled ferro-update-server || true")
+            .unwrap(),
+        "disabled"
+    );
+    m.ssh("sudo systemctl start ferro-update-server").unwrap();
+    let metrics = m
+        .ssh("for i in $(seq 50); do curl -sf http://127.0.0.1:8095/metrics && exit 0; sleep 0.2; done; exit 1")
+        .unwrap_or_else(|e| {
+            panic!(
+                "ferro-update-server did not answer: {e}\n{}",
+                m.ssh("journalctl -u ferro-update-server --no-pager | tail -20")
+                    .unwrap_or_default()
+            )
+        });
+    assert!(
+        metrics.contains("# TYPE ferro_update_instances gauge"),
+        "{metrics}"
+    );
+    let listening = m.ssh("ss -Hltn 'sport = :8095'").unwrap();
+    assert!(
+        listening.contains("127.0.0.1:8095") && !listening.contains("0.0.0.0"),
+        "{listening}"
+    );
+}
+
 #[test]
 fn bios_and_uefi_fresh_copies_boot_healthy_with_their_own_machine_ids() {
     let disk_bytes = 8 * GIB;
@@ -110,6 +138,7 @@ fn bios_and_uefi_fresh_copies_boot_healthy_with_their_own_machine_ids() {
                 uefi.ssh("test -d /sys/firmware/efi && echo efi").unwrap(),
                 "efi"
             );
+            check_update_server_unit(&uefi);
             id
         });
 

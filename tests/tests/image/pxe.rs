@@ -204,3 +204,57 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
     drop(m);
     let _ = std::fs::remove_file(PathBuf::from(&small));
 }
+
+/// `root=` on a live system's command line keeps ROOT on that disk instead of in RAM: what the
+/// machine writes survives its next PXE boot, which is not a first boot again. The PXE kernel and
+/// initramfs are booted directly (the same files iPXE fetches above).
+#[test]
+fn pxe_live_root_on_the_disk_root_names_persists_across_boots() {
+    let img = image();
+    let mut m = Machine::create_blank(
+        "pxe-root-disk",
+        Setup {
+            direct_kernel: Some(qemu_runner::DirectKernel {
+                kernel: img.pxe_kernel.clone(),
+                initrd: img.pxe_initramfs.clone(),
+                append: "console=ttyS0,115200n8 root=LABEL=PXE-ROOT".into(),
+            }),
+            disk_size: Some(2 << 30),
+            memory_mib: 1024,
+            ..Setup::default()
+        },
+    )
+    .unwrap();
+    // As the admin prepares the disk (or a cloud-config's mkfs unit did on an earlier boot).
+    image_tests::run(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "PXE-ROOT"])
+            .arg(&m.disk),
+    )
+    .unwrap();
+    m.boot().unwrap();
+    m.assert_running();
+    assert_eq!(
+        m.ssh("findmnt -no SOURCE,FSTYPE /").unwrap(),
+        "/dev/vda ext4"
+    );
+    assert!(m
+        .console()
+        .contains("ROOT on /dev/vda (root=LABEL=PXE-ROOT)"));
+    assert!(m.console().contains("first boot: preparing ROOT"));
+    // /usr still comes from the initramfs, verity-checked.
+    assert_eq!(m.ssh("cat /sys/block/dm-0/dm/name").unwrap(), "usr");
+    let id = m.ssh("cat /etc/machine-id").unwrap();
+    m.ssh("sudo sh -c 'echo kept > /var/lib/pxe-kept && sync'")
+        .unwrap();
+    m.poweroff().unwrap();
+
+    m.boot().unwrap();
+    m.assert_running();
+    assert_eq!(m.ssh("cat /etc/machine-id").unwrap(), id);
+    assert_eq!(m.ssh("cat /var/lib/pxe-kept").unwrap(), "kept");
+    assert!(
+        !m.console().contains("first boot: preparing ROOT"),
+        "the second PXE boot redid first-boot setup"
+    );
+}

@@ -601,3 +601,41 @@ fn virtualbox_vmdk_boots_on_ahci_and_e1000_and_works_with_vagrant() {
     m.use_key(new_key);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn virtualbox_vdi_boots_to_multi_user() {
+    let img = vbox();
+    let dir = image_tests::logs_dir("virtualbox-vdi-keys");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (insecure, _) = vagrant_insecure_keys(&dir);
+    // QEMU reads the VDI itself (its vdi driver, under a qcow2 overlay): the bytes VirtualBox
+    // would boot, on the default virtio hardware.
+    let mut m = Machine::create_over(
+        "virtualbox-vdi",
+        &img.output("vdi"),
+        &img.kernel,
+        Setup::default(),
+        Some(insecure),
+    )
+    .unwrap();
+    m.boot().unwrap();
+    let state = m.ssh("systemctl is-system-running --wait || true").unwrap();
+    assert_eq!(
+        m.ssh("systemctl --failed --no-legend --plain").unwrap(),
+        "",
+        "failed units"
+    );
+    assert_eq!(state, "running");
+    // /usr read-only from the dm-verity device, as on every board.
+    assert_eq!(m.ssh("findmnt -no FSTYPE /usr").unwrap(), "erofs");
+    assert_eq!(m.ssh("cat /sys/block/dm-0/dm/name").unwrap(), "usr");
+    assert!(m
+        .ssh("touch /usr/x 2>&1 || true")
+        .unwrap()
+        .contains("Read-only"));
+    assert!(m
+        .ssh("cat /etc/oem-release")
+        .unwrap()
+        .contains("ID=vagrant"));
+}

@@ -1,5 +1,6 @@
-//! `cargo xtask upload ec2`: the ec2 board's raw image → an EBS snapshot (EBS direct APIs, or
-//! S3 + ImportSnapshot with `--via-s3`) → RegisterImage → tags → optional copies to other
+//! `cargo xtask upload ec2`: the ec2 board's raw image → an EBS snapshot (EBS direct APIs; S3 +
+//! ImportSnapshot with `--via-s3`, or as the fallback when `--bucket` is given and EBS direct is
+//! refused) → RegisterImage → tags → optional copies to other
 //! regions and public launch permission. Credentials and region as the AWS CLI finds them.
 
 use super::Release;
@@ -14,7 +15,8 @@ pub struct Ec2 {
     /// Region to upload to (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region).
     #[arg(long)]
     region: Option<String>,
-    /// S3 bucket for the `--via-s3` path (the image is put there, then imported).
+    /// S3 bucket for S3 + ImportSnapshot: with `--via-s3` the only path, otherwise the fallback
+    /// when the EBS direct APIs are refused (region without them, policy without ebs:*).
     #[arg(long)]
     bucket: Option<String>,
     /// AMI name (default: ferrocore-<version>-<build id>).
@@ -97,7 +99,11 @@ impl Ec2 {
                 tags,
                 transfer: match self.bucket {
                     Some(bucket) if self.via_s3 => ami::Transfer::ViaS3 { bucket },
-                    _ => ami::Transfer::Direct {
+                    Some(bucket) => ami::Transfer::DirectOrS3 {
+                        threads: self.threads,
+                        bucket,
+                    },
+                    None => ami::Transfer::Direct {
                         threads: self.threads,
                     },
                 },

@@ -15,6 +15,10 @@ pub enum Transfer {
     Direct { threads: usize },
     /// PutObject into this bucket, then ImportSnapshot.
     ViaS3 { bucket: String },
+    /// The EBS direct APIs; if the service refuses them (a region or partition without them, a
+    /// policy without `ebs:StartSnapshot`…), S3 + ImportSnapshot through this bucket instead.
+    /// Rejected credentials, I/O errors and exhausted retries are not refusals: they stop.
+    DirectOrS3 { threads: usize, bucket: String },
 }
 
 #[derive(Clone, Debug)]
@@ -51,23 +55,19 @@ pub fn publish(
     let region = client.region().to_string();
     let ec2 = Ec2::new(client);
     let (snapshot_id, blocks_written, blocks_skipped) = match &p.transfer {
-        Transfer::Direct { threads } => {
-            let up =
-                Ebs { client }.upload(&p.image, &p.description, &p.tags, *threads, progress)?;
-            say(&format!(
-                "snapshot {} ({} GiB): {} blocks written, {} all-zero blocks skipped",
-                up.snapshot_id, up.volume_gib, up.blocks_written, up.blocks_skipped
-            ));
-            (up.snapshot_id, up.blocks_written, up.blocks_skipped)
-        }
-        Transfer::ViaS3 { bucket } => {
-            let key = format!("{}.raw", p.name);
-            say(&format!("PutObject s3://{bucket}/{key}"));
-            S3 { client }.put_file(bucket, &key, &p.image)?;
-            let task = ec2.import_snapshot(bucket, &key, &p.description)?;
-            say(&format!("ImportSnapshot {task}"));
-            let id = ec2.wait_import(&task, p.timeout, &|s| say(&format!("import {task}: {s}")))?;
-            (id, 0, 0)
+        Transfer::Direct { threads } => direct(client, p, *threads, progress, say)?,
+        Transfer::ViaS3 { bucket } => (via_s3(client, p, bucket, say)?, 0, 0),
+        Transfer::DirectOrS3 { threads, bucket } => {
+            match direct(client, p, *threads, progress, say) {
+                Ok(up) => up,
+                Err(e @ Error::Api { .. }) => {
+                    say(&format!(
+                        "the EBS direct APIs were refused ({e}); falling back to S3 + ImportSnapshot"
+                    ));
+                    (via_s3(client, p, bucket, say)?, 0, 0)
+                }
+                Err(e) => return Err(e),
+            }
         }
     };
     ec2.wait_snapshot(&snapshot_id, p.timeout)?;
@@ -102,4 +102,31 @@ pub fn publish(
         blocks_written,
         blocks_skipped,
     })
+}
+
+/// The snapshot through the EBS direct APIs: (snapshot id, blocks written, zero blocks skipped).
+fn direct(
+    client: &Client,
+    p: &Publish,
+    threads: usize,
+    progress: crate::Progress,
+    say: &dyn Fn(&str),
+) -> Result<(String, u64, u64), Error> {
+    let up = Ebs { client }.upload(&p.image, &p.description, &p.tags, threads, progress)?;
+    say(&format!(
+        "snapshot {} ({} GiB): {} blocks written, {} all-zero blocks skipped",
+        up.snapshot_id, up.volume_gib, up.blocks_written, up.blocks_skipped
+    ));
+    Ok((up.snapshot_id, up.blocks_written, up.blocks_skipped))
+}
+
+/// The snapshot through S3: PutObject, ImportSnapshot, wait for the import task.
+fn via_s3(client: &Client, p: &Publish, bucket: &str, say: &dyn Fn(&str)) -> Result<String, Error> {
+    let ec2 = Ec2::new(client);
+    let key = format!("{}.raw", p.name);
+    say(&format!("PutObject s3://{bucket}/{key}"));
+    S3 { client }.put_file(bucket, &key, &p.image)?;
+    let task = ec2.import_snapshot(bucket, &key, &p.description)?;
+    say(&format!("ImportSnapshot {task}"));
+    ec2.wait_import(&task, p.timeout, &|s| say(&format!("import {task}: {s}")))
 }
