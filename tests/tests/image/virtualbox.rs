@@ -508,13 +508,7 @@ fn virtualbox_vmdk_boots_on_ahci_and_e1000_and_works_with_vagrant() {
     )
     .unwrap();
     m.boot().unwrap();
-    let state = m.ssh("systemctl is-system-running --wait || true").unwrap();
-    assert_eq!(
-        m.ssh("systemctl --failed --no-legend --plain").unwrap(),
-        "",
-        "failed units"
-    );
-    assert_eq!(state, "running");
+    m.assert_running();
     // VirtualBox's default hardware: the disk on the AHCI controller, the NIC an e1000.
     assert_eq!(m.ssh("findmnt -no SOURCE /").unwrap(), "/dev/sda9");
     assert!(m
@@ -620,13 +614,7 @@ fn virtualbox_vdi_boots_to_multi_user() {
     )
     .unwrap();
     m.boot().unwrap();
-    let state = m.ssh("systemctl is-system-running --wait || true").unwrap();
-    assert_eq!(
-        m.ssh("systemctl --failed --no-legend --plain").unwrap(),
-        "",
-        "failed units"
-    );
-    assert_eq!(state, "running");
+    m.assert_running();
     // /usr read-only from the dm-verity device, as on every board.
     assert_eq!(m.ssh("findmnt -no FSTYPE /usr").unwrap(), "erofs");
     assert_eq!(m.ssh("cat /sys/block/dm-0/dm/name").unwrap(), "usr");
