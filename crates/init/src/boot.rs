@@ -87,12 +87,11 @@ fn live_root(sys: &Path, spec: Option<&str>) -> Result<std::path::PathBuf> {
         mount_fs("tmpfs", SYSROOT, "tmpfs", MsFlags::empty())?;
         return Ok("tmpfs".into());
     };
-    anyhow::ensure!(
-        partitions::root_spec_is_supported(spec),
-        "root={spec}: name the disk as /dev/NAME, PARTLABEL=, LABEL= or UUID= (of an ext4 filesystem)"
-    );
+    let parsed = partitions::RootSpec::parse(spec).with_context(|| {
+        format!("root={spec}: name the disk as /dev/NAME, PARTLABEL=, LABEL= or UUID= (of an ext4 filesystem)")
+    })?;
     let dev = partitions::wait_for(&format!("root={spec}"), DEVICE_TIMEOUT, || {
-        partitions::find_root(sys, Path::new("/dev"), spec)
+        partitions::find_root(sys, Path::new("/dev"), &parsed)
     })
     .with_context(|| {
         format!("no disk matches root={spec} (an ext4 filesystem, e.g. mkfs.ext4 -L ROOT /dev/sdb; remove root= to run from RAM)")

@@ -13,14 +13,19 @@ pub fn uevent_value(uevent: &str, key: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
 }
 
-/// Scans `sys_block` (normally /sys/class/block) for a partition whose GPT label is `label`.
-pub fn find_by_partlabel(sys_block: &Path, label: &str) -> Option<String> {
+/// The device names under `sys_block` (normally /sys/class/block), sorted.
+fn block_names(sys_block: &Path) -> Option<Vec<String>> {
     let mut names: Vec<String> = std::fs::read_dir(sys_block)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect();
     names.sort();
-    names.into_iter().find(|name| {
+    Some(names)
+}
+
+/// Scans `sys_block` for a partition whose GPT label is `label`.
+pub fn find_by_partlabel(sys_block: &Path, label: &str) -> Option<String> {
+    block_names(sys_block)?.into_iter().find(|name| {
         std::fs::read_to_string(sys_block.join(name).join("uevent"))
             .ok()
             .and_then(|u| uevent_value(&u, "PARTNAME"))
@@ -40,36 +45,45 @@ pub fn find_dm(sys_block: &Path, dm_name: &str) -> Option<String> {
         })
 }
 
-/// The block device `root=` names, as the kernel and udev spell it: `/dev/vdb`, `PARTLABEL=ROOT`,
-/// `LABEL=ROOT` or `UUID=…` (ext4). `dev` is where the device nodes are (normally /dev).
-pub fn find_root(sys_block: &Path, dev: &Path, spec: &str) -> Option<String> {
-    if let Some(label) = spec.strip_prefix("PARTLABEL=") {
-        return find_by_partlabel(sys_block, label);
-    }
-    if let Some(name) = spec.strip_prefix("/dev/") {
-        return sys_block.join(name).exists().then(|| name.to_string());
-    }
-    let wanted = |id: &Ext4Id| match spec.split_once('=') {
-        Some(("LABEL", l)) => id.label == l,
-        Some(("UUID", u)) => id.uuid.eq_ignore_ascii_case(u),
-        _ => false,
-    };
-    let mut names: Vec<String> = std::fs::read_dir(sys_block)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect();
-    names.sort();
-    names
-        .into_iter()
-        .find(|name| ext4_id(&dev.join(name)).is_some_and(|id| wanted(&id)))
+/// The disk a live system's `root=` names, as the kernel and udev spell it: `/dev/vdb`,
+/// `PARTLABEL=ROOT`, `LABEL=ROOT` or `UUID=…` (the last two of an ext4 filesystem).
+#[derive(Debug, PartialEq)]
+pub enum RootSpec<'a> {
+    Dev(&'a str),
+    PartLabel(&'a str),
+    Label(&'a str),
+    Uuid(&'a str),
 }
 
-/// What `root=` can be matched on in `spec`, for the error when nothing matches.
-pub fn root_spec_is_supported(spec: &str) -> bool {
-    spec.starts_with("/dev/")
-        || ["PARTLABEL=", "LABEL=", "UUID="]
-            .iter()
-            .any(|p| spec.starts_with(p))
+impl<'a> RootSpec<'a> {
+    /// None for what we cannot match on (e.g. `PARTUUID=`).
+    pub fn parse(spec: &'a str) -> Option<RootSpec<'a>> {
+        if let Some(name) = spec.strip_prefix("/dev/") {
+            return Some(RootSpec::Dev(name));
+        }
+        match spec.split_once('=')? {
+            ("PARTLABEL", l) => Some(RootSpec::PartLabel(l)),
+            ("LABEL", l) => Some(RootSpec::Label(l)),
+            ("UUID", u) => Some(RootSpec::Uuid(u)),
+            _ => None,
+        }
+    }
+}
+
+/// The device `spec` names; `dev` is where the device nodes are (normally /dev).
+pub fn find_root(sys_block: &Path, dev: &Path, spec: &RootSpec) -> Option<String> {
+    let wanted = |id: &Ext4Id| match spec {
+        RootSpec::Label(l) => id.label == *l,
+        RootSpec::Uuid(u) => id.uuid.eq_ignore_ascii_case(u),
+        RootSpec::Dev(_) | RootSpec::PartLabel(_) => false,
+    };
+    match spec {
+        RootSpec::Dev(name) => sys_block.join(name).exists().then(|| name.to_string()),
+        RootSpec::PartLabel(label) => find_by_partlabel(sys_block, label),
+        RootSpec::Label(_) | RootSpec::Uuid(_) => block_names(sys_block)?
+            .into_iter()
+            .find(|name| ext4_id(&dev.join(name)).is_some_and(|id| wanted(&id))),
+    }
 }
 
 /// An ext4 filesystem's volume label and UUID.
@@ -194,7 +208,7 @@ mod tests {
         assert_eq!(id.uuid, blkid("UUID"));
         assert_eq!(ext4_id(&dev.join("vda")), None, "a blank disk is no ext4");
 
-        let find = |spec: &str| find_root(&sys, &dev, spec);
+        let find = |spec: &str| find_root(&sys, &dev, &RootSpec::parse(spec).unwrap());
         assert_eq!(find("LABEL=PXE-ROOT").as_deref(), Some("vdb"));
         assert_eq!(
             find(&format!("UUID={}", id.uuid.to_uppercase())).as_deref(),
@@ -203,6 +217,6 @@ mod tests {
         assert_eq!(find("/dev/vdc").as_deref(), Some("vdc"));
         assert_eq!(find("/dev/vdz"), None);
         assert_eq!(find("LABEL=OTHER"), None);
-        assert!(root_spec_is_supported("UUID=x") && !root_spec_is_supported("PARTUUID=x"));
+        assert!(RootSpec::parse("UUID=x").is_some() && RootSpec::parse("PARTUUID=x").is_none());
     }
 }
