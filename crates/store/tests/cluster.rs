@@ -242,15 +242,8 @@ fn writes_through_any_member_are_read_on_all() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use store::v3::pb::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
-        let ch = |u: String| async move {
-            tonic::transport::Endpoint::from_shared(u)
-                .unwrap()
-                .connect()
-                .await
-                .unwrap()
-        };
-        let mut a = KvClient::new(ch(c.members[leader].url.clone()).await);
-        let mut b = KvClient::new(ch(c.members[follower].url.clone()).await);
+        let mut a = KvClient::new(grpc_channel(c.members[leader].url.clone()).await);
+        let mut b = KvClient::new(grpc_channel(c.members[follower].url.clone()).await);
         for n in 0..20 {
             let v = format!("v{n}").into_bytes();
             a.put(PutRequest {
@@ -1079,14 +1072,7 @@ fn auth_is_replicated_and_survives_a_whole_cluster_restart() {
         use store::v3::pb::etcdserverpb::{
             auth_client::AuthClient, kv_client::KvClient, AuthenticateRequest, PutRequest,
         };
-        let ch = |u: String| async move {
-            tonic::transport::Endpoint::from_shared(u)
-                .unwrap()
-                .connect()
-                .await
-                .unwrap()
-        };
-        let mut auth = AuthClient::new(ch(url(&c, leader)).await);
+        let mut auth = AuthClient::new(grpc_channel(url(&c, leader)).await);
         let token = auth
             .authenticate(AuthenticateRequest {
                 name: "alice".into(),
@@ -1096,7 +1082,7 @@ fn auth_is_replicated_and_survives_a_whole_cluster_restart() {
             .unwrap()
             .into_inner()
             .token;
-        let mut kv = KvClient::new(ch(url(&c, follower)).await);
+        let mut kv = KvClient::new(grpc_channel(url(&c, follower)).await);
         let put = |token: &str| {
             let mut r = tonic::Request::new(PutRequest {
                 key: b"/app/token".to_vec(),
@@ -1138,4 +1124,13 @@ fn auth_is_replicated_and_survives_a_whole_cluster_restart() {
         snapshots > 0,
         "no member took a snapshot: the test did not cover one"
     );
+}
+
+/// A gRPC channel to a member's client URL.
+async fn grpc_channel(url: String) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
