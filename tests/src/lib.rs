@@ -3,6 +3,7 @@
 //! console log under `target/test-logs/<name>/`; the disk copy is removed when the test passes.
 
 pub mod http;
+pub mod metadata;
 
 use anyhow::{bail, Context, Result};
 use qemu_runner::{Firmware, Vm, VmConfig};
@@ -105,11 +106,15 @@ pub struct Setup {
     pub netboot: Option<qemu_runner::Netboot>,
     /// Boot a live ISO from a CD-ROM drive before the disk.
     pub cdrom: Option<PathBuf>,
+    /// Boot this image from a USB stick before the disk.
+    pub usb_stick: Option<PathBuf>,
     /// More read-only raw drives after the config drive (virtio, in this order).
     pub extra_drives: Vec<PathBuf>,
     pub memory_mib: u32,
     pub disk_bus: qemu_runner::DiskBus,
     pub nic: qemu_runner::Nic,
+    /// The guest's 169.254.169.254:80 goes to this host port (a `metadata::MetadataServer`).
+    pub metadata_port: Option<u16>,
 }
 
 impl Default for Setup {
@@ -121,10 +126,12 @@ impl Default for Setup {
             direct_kernel: None,
             netboot: None,
             cdrom: None,
+            usb_stick: None,
             extra_drives: Vec::new(),
             memory_mib: 1536,
             disk_bus: qemu_runner::DiskBus::Virtio,
             nic: qemu_runner::Nic::VirtioNet,
+            metadata_port: None,
         }
     }
 }
@@ -257,6 +264,8 @@ impl Machine {
             direct_kernel: setup.direct_kernel,
             netboot: setup.netboot,
             cdrom: setup.cdrom,
+            usb_stick: setup.usb_stick,
+            metadata_port: setup.metadata_port,
         };
         Ok(Machine {
             name: name.into(),
@@ -292,6 +301,7 @@ impl Machine {
     pub fn disk_only(&mut self) {
         self.cfg.netboot = None;
         self.cfg.cdrom = None;
+        self.cfg.usb_stick = None;
         self.cfg.extra_drives.clear();
     }
 

@@ -129,6 +129,8 @@ pub const TEST: &[&str] = &[
     "busybox-static",
     // The virtualbox board's tests: Vagrant must accept its boxes (and has the insecure key).
     "vagrant",
+    // The ec2/gce boot tests: QEMU runs one `socat` per guest connection to the metadata service.
+    "socat",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -125,6 +125,8 @@ impl Qemu {
             direct_kernel: None,
             netboot: None,
             cdrom: self.iso.then(|| info.iso.clone()),
+            usb_stick: None,
+            metadata_port: None,
         };
         eprintln!(
             "qemu: Ferrocore {} build {}; ssh -p {} core@127.0.0.1; quit with Ctrl-A X",

@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// Boards whose images the tests boot or inspect besides `qemu` (tests find them under
 /// `target/images/<board>/`); built with it unless `--no-build`.
-pub const TEST_BOARDS: &[&str] = &["virtualbox"];
+pub const TEST_BOARDS: &[&str] = &["virtualbox", "ec2", "gce"];
 
 #[derive(clap::Args, Default)]
 pub struct Test {

@@ -32,6 +32,10 @@ pub enum DiskBus {
     Virtio,
     /// A SATA disk on an AHCI controller (`/dev/sda`), VirtualBox's default.
     Ahci,
+    /// An NVMe controller (`/dev/nvme0n1`), how EC2's Nitro instances attach EBS volumes.
+    Nvme,
+    /// A SCSI disk on virtio-scsi (`/dev/sda`), GCE's persistent disks.
+    VirtioScsi,
 }
 
 /// The network card.
@@ -162,7 +166,16 @@ pub struct VmConfig {
     pub netboot: Option<Netboot>,
     /// A CD-ROM image (a live ISO), booted first.
     pub cdrom: Option<PathBuf>,
+    /// A USB stick holding this image (a hybrid ISO written with `dd`), booted first.
+    pub usb_stick: Option<PathBuf>,
+    /// A cloud's instance metadata service: guest connections to 169.254.169.254:80 go to this
+    /// port on the host's 127.0.0.1 (the user network then lives in 169.254.169.0/24, as the
+    /// guestfwd address must be inside it).
+    pub metadata_port: Option<u16>,
 }
+
+/// Where EC2 and GCE guests find their metadata service.
+pub const METADATA_ADDRESS: &str = "169.254.169.254";
 
 #[derive(Clone, Debug)]
 pub struct Netboot {
@@ -211,6 +224,24 @@ impl Vm {
                 ))
                 .args(["-device", "ahci,id=ahci0"])
                 .args(["-device", "ide-hd,drive=disk0,bus=ahci0.0,bootindex=1"]),
+            DiskBus::Nvme => c
+                .arg("-drive")
+                .arg(format!(
+                    "file={},if=none,id=disk0,format={format}",
+                    cfg.disk.display()
+                ))
+                .args([
+                    "-device",
+                    "nvme,drive=disk0,serial=vol0ferrocore,bootindex=1",
+                ]),
+            DiskBus::VirtioScsi => c
+                .arg("-drive")
+                .arg(format!(
+                    "file={},if=none,id=disk0,format={format}",
+                    cfg.disk.display()
+                ))
+                .args(["-device", "virtio-scsi-pci,id=scsi0"])
+                .args(["-device", "scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1"]),
         };
         for d in &cfg.extra_drives {
             c.arg("-drive").arg(format!(
@@ -224,6 +255,14 @@ impl Vm {
                 iso.display()
             ));
             c.args(["-device", "ide-cd,drive=cd0,bootindex=0"]);
+        }
+        if let Some(stick) = &cfg.usb_stick {
+            c.arg("-drive").arg(format!(
+                "file={},if=none,id=usb0,format=raw,readonly=on",
+                stick.display()
+            ));
+            c.args(["-device", "qemu-xhci,id=xhci"]);
+            c.args(["-device", "usb-storage,bus=xhci.0,drive=usb0,bootindex=0"]);
         }
         if cfg.firmware == Firmware::Uefi {
             c.arg("-drive")
@@ -242,6 +281,13 @@ impl Vm {
         if let Some(n) = &cfg.netboot {
             netdev += &format!(",tftp={},bootfile={}", n.tftp_dir.display(), n.bootfile);
             c.args(["-boot", "order=n"]);
+        }
+        if let Some(port) = cfg.metadata_port {
+            // One `socat` per guest connection (a chardev target would carry only one).
+            netdev += &format!(
+                ",net=169.254.169.0/24,host=169.254.169.2,dns=169.254.169.3,\
+                 dhcpstart=169.254.169.15,guestfwd=tcp:{METADATA_ADDRESS}:80-cmd:socat - TCP:127.0.0.1:{port}"
+            );
         }
         c.args(["-netdev", &netdev]);
         let nic = match cfg.nic {

@@ -1,15 +1,27 @@
-//! The live ISO boots from a CD-ROM drive under SeaBIOS and OVMF to a console that logged `core`
-//! in by itself (`ferrocore.autologin`), running from RAM, with the installer present.
+//! The live ISO boots from a CD-ROM drive and, as the same file written to a USB stick (the
+//! hybrid image's MBR and GPT), from USB mass storage, under SeaBIOS and OVMF, to a console that
+//! logged `core` in by itself (`ferrocore.autologin`), running from RAM, with the installer present.
 
 use image_tests::{image, Machine, Setup};
 use qemu_runner::Firmware;
 
-fn boots_live(name: &str, firmware: Firmware) {
+enum Medium {
+    Cd,
+    UsbStick,
+}
+
+fn boots_live(name: &str, firmware: Firmware, medium: Medium) {
+    let iso = image().iso;
+    let (cdrom, usb_stick) = match medium {
+        Medium::Cd => (Some(iso), None),
+        Medium::UsbStick => (None, Some(iso)),
+    };
     let mut m = Machine::create_blank(
         name,
         Setup {
             firmware,
-            cdrom: Some(image().iso),
+            cdrom,
+            usb_stick,
             memory_mib: 1024,
             ..Setup::default()
         },
@@ -41,10 +53,20 @@ fn boots_live(name: &str, firmware: Firmware) {
 
 #[test]
 fn live_iso_boots_under_bios() {
-    boots_live("iso-bios", Firmware::Bios);
+    boots_live("iso-bios", Firmware::Bios, Medium::Cd);
 }
 
 #[test]
 fn live_iso_boots_under_uefi() {
-    boots_live("iso-uefi", Firmware::Uefi);
+    boots_live("iso-uefi", Firmware::Uefi, Medium::Cd);
+}
+
+#[test]
+fn live_iso_on_a_usb_stick_boots_under_bios() {
+    boots_live("usb-bios", Firmware::Bios, Medium::UsbStick);
+}
+
+#[test]
+fn live_iso_on_a_usb_stick_boots_under_uefi() {
+    boots_live("usb-uefi", Firmware::Uefi, Medium::UsbStick);
 }

@@ -1,6 +1,7 @@
 //! The image tests, in one binary so that `--test-threads=2` boots two guests at a time.
 
 mod boot;
+mod cloud;
 mod cloudinit;
 mod cloudinit_url;
 mod docker;

@@ -39,11 +39,18 @@ fn refused(m: &Machine, command: &str, expected: &str) {
 #[test]
 fn pxe_live_boot_then_coreos_install_to_disk() {
     let img = image();
+    // The file names board/pxe/boot.ipxe asks for under its ${base}.
     let mut routes = vec![
-        ("/vmlinuz".into(), Body::File(img.pxe_kernel.clone())),
-        ("/initramfs".into(), Body::File(img.pxe_initramfs.clone())),
         (
-            "/cloud-config.yml".into(),
+            "/ferrocore/ferrocore-pxe.vmlinuz".into(),
+            Body::File(img.pxe_kernel.clone()),
+        ),
+        (
+            "/ferrocore/ferrocore-pxe.cpio.zst".into(),
+            Body::File(img.pxe_initramfs.clone()),
+        ),
+        (
+            "/ferrocore/cloud-config.yml".into(),
             Body::Text("#cloud-config\nhostname: pxe-live\n".into()),
         ),
     ];
@@ -61,15 +68,14 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
     let tftp = image_tests::logs_dir("pxe-tftp");
     std::fs::create_dir_all(&tftp).unwrap();
     let url = |p: &str| server.guest_url(p);
-    // The same script as board/pxe/boot.ipxe, pointed at the test's server.
+    // The example script users copy, board/pxe/boot.ipxe, with its ${base} set to the server.
+    let example = image_tests::workspace().join("board/pxe/boot.ipxe");
+    let script = std::fs::read_to_string(&example).unwrap();
+    let base_line = "set base http://192.168.0.1/ferrocore";
+    assert!(script.contains(base_line), "{}", example.display());
     std::fs::write(
         tftp.join("boot.ipxe"),
-        format!(
-            "#!ipxe\nkernel {} initrd=initramfs console=ttyS0,115200n8 cloud-config-url={}\ninitrd --name initramfs {}\nboot\n",
-            url("/vmlinuz"),
-            url("/cloud-config.yml"),
-            url("/initramfs")
-        ),
+        script.replace(base_line, &format!("set base {}", url("/ferrocore"))),
     )
     .unwrap();
     // A third disk too small for the image.
@@ -79,6 +85,23 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
         .unwrap()
         .set_len(512 << 20)
         .unwrap();
+    // The install tree on a medium of its own (an ext4 "USB stick"), for the offline install.
+    let offline = image_tests::logs_dir("pxe-offline").join("install.ext4");
+    std::fs::create_dir_all(offline.parent().unwrap()).unwrap();
+    let tree_bytes = std::fs::metadata(img.install.join(&img.version).join("disk.zst"))
+        .unwrap()
+        .len();
+    std::fs::File::create(&offline)
+        .unwrap()
+        .set_len(tree_bytes + (64 << 20))
+        .unwrap();
+    image_tests::run(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "ferro-install", "-d"])
+            .arg(&img.install)
+            .arg(&offline),
+    )
+    .unwrap();
     let mut m = Machine::create_blank(
         "pxe",
         Setup {
@@ -86,7 +109,7 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
                 tftp_dir: tftp.clone(),
                 bootfile: "boot.ipxe".into(),
             }),
-            extra_drives: vec![small.clone()],
+            extra_drives: vec![small.clone(), offline.clone()],
             disk_size: Some(6 << 30),
             memory_mib: 1024,
             ..Setup::default()
@@ -110,7 +133,7 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
     assert!(server
         .requests()
         .iter()
-        .any(|r| r.starts_with("GET /initramfs ")));
+        .any(|r| r.starts_with("GET /ferrocore/ferrocore-pxe.cpio.zst ")));
     assert_eq!(
         m.ssh("sudo blkid -p /dev/vda || echo blank").unwrap(),
         "blank",
@@ -149,6 +172,59 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
     );
     assert_eq!(m.ssh(marks).unwrap(), marked, "a refusal touched the disk");
 
+    // Offline (-f): the release directory on the mounted medium; nothing is downloaded, and the
+    // disk then holds exactly the bytes the signed manifest describes.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(img.install.join(&img.version).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let disk_part = manifest["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "disk")
+        .expect("the install manifest has a disk part");
+    let downloads = |server: &FileServer| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.contains("/disk.zst "))
+            .count()
+    };
+    m.ssh("sudo mount -o ro LABEL=ferro-install /mnt").unwrap();
+    let before = downloads(&server);
+    let out = m
+        .ssh(&format!(
+            "sudo coreos-install -d /dev/vda -f /mnt/{} 2>&1",
+            img.version
+        ))
+        .unwrap();
+    assert!(out.contains("coreos-install: success"), "{out}");
+    // Progress, a line per tenth on a non-terminal: checking, then writing.
+    for line in [
+        "checking 50%",
+        "checking 100%",
+        "writing 50%",
+        "writing 100%",
+    ] {
+        assert!(out.contains(&format!("coreos-install: {line}")), "{out}");
+    }
+    assert_eq!(downloads(&server), before, "-f downloaded:\n{out}");
+    // The guest's disk is a raw file here: read it at host speed once the guest has synced.
+    m.ssh("sync").unwrap();
+    let written = image_tests::run(std::process::Command::new("sh").arg("-c").arg(format!(
+        "head -c {} '{}' | sha256sum",
+        disk_part["size"],
+        m.disk.display()
+    )))
+    .unwrap();
+    assert_eq!(
+        written.split_whitespace().next(),
+        disk_part["sha256"].as_str(),
+        "the disk after coreos-install -f"
+    );
+    m.ssh("sudo umount /mnt").unwrap();
+
     // The install, with a cloud-config that carries the harness's key (no config drive later).
     let cc = image_tests::logs_dir("pxe").join("install.yml");
     std::fs::write(
@@ -160,10 +236,14 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
     )
     .unwrap();
     m.scp_to(&cc, "/tmp/install.yml").unwrap();
+    // From the server, this time naming the version (-V) instead of the channel's current one.
     let out = m
         .ssh(&format!(
             "{} 2>&1",
-            install("/dev/vda", "-c /tmp/install.yml -o metal")
+            install(
+                "/dev/vda",
+                &format!("-V {} -c /tmp/install.yml -o metal", img.version)
+            )
         ))
         .unwrap();
     assert!(out.contains("coreos-install: success"), "{out}");
@@ -174,6 +254,7 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
         .filter(|r| r.starts_with(&format!("GET /stable/{}/disk.zst", img.version)))
         .count();
     assert_eq!(disk_gets, 2, "checked once, then written");
+    assert!(out.contains("coreos-install: writing 100%"), "{out}");
     // A mounted disk is refused.
     m.ssh("sudo mount -o ro /dev/vda9 /mnt").unwrap();
     refused(&m, &install("/dev/vda", ""), "vda9 is mounted at /mnt");
@@ -203,6 +284,7 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
     assert!(slots.contains("next boot: USR-A"), "{slots}");
     drop(m);
     let _ = std::fs::remove_file(PathBuf::from(&small));
+    let _ = std::fs::remove_file(&offline);
 }
 
 /// `root=` on a live system's command line keeps ROOT on that disk instead of in RAM: what the
