@@ -14,6 +14,7 @@ mod install_tree;
 pub mod layout;
 mod live_iso;
 pub mod tree;
+mod trusted_keys;
 
 use crate::{build_kernel::BuildKernel, build_rootfs::BuildRootfs, cache, cmd, host, paths};
 use anyhow::{bail, Context, Result};
@@ -46,6 +47,16 @@ pub struct BuildImage {
     /// Where the outputs go (default: `target/images/<board>/`).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+    /// Another public key (`NAME.pub`, from `cargo xtask keygen`) the image trusts besides the
+    /// signing key's, so that payloads signed with the next key install after a rotation.
+    /// Repeatable; FERROCORE_TRUST_KEYS takes a colon-separated list.
+    #[arg(
+        long = "trust-key",
+        value_name = "FILE",
+        env = "FERROCORE_TRUST_KEYS",
+        value_delimiter = ':'
+    )]
+    pub trust_keys: Vec<PathBuf>,
 }
 
 impl Default for BuildImage {
@@ -55,6 +66,7 @@ impl Default for BuildImage {
             version: None,
             extra_overlay: None,
             out_dir: None,
+            trust_keys: Vec::new(),
         }
     }
 }
@@ -148,6 +160,10 @@ impl BuildImage {
         }
         let (signing_key, public_key) = crate::keygen::signing_key()?;
         key.add_file(&public_key)?;
+        for k in &self.trust_keys {
+            key.add_file(k)
+                .with_context(|| format!("--trust-key {}", k.display()))?;
+        }
         // Benchmarks force a reassembly without changing inputs.
         if let Ok(salt) = std::env::var("FERROCORE_IMAGE_SALT") {
             key.add_bytes("salt", salt.as_bytes());
@@ -198,12 +214,11 @@ impl BuildImage {
             &release,
         )?;
 
-        // The image trusts the key its payloads are signed with.
-        let trusted = tree.join("usr/share/ferrocore/update-keys");
-        std::fs::create_dir_all(&trusted)?;
-        std::fs::copy(
+        // The image trusts the key its payloads are signed with, and the keys named to follow it.
+        trusted_keys::install(
+            &tree.join("usr/share/ferrocore/update-keys"),
             &public_key,
-            trusted.join(public_key.file_name().expect("named")),
+            &self.trust_keys,
         )?;
 
         let placed = layout.place();
