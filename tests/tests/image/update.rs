@@ -192,6 +192,40 @@ fn tampered_copy(payload: &Path, dir: &Path) -> PathBuf {
 
 /// Opt-in (`FERROCORE_SLOW_TESTS=1`): two image builds and four boots under TCG are well over
 /// CI's budget for one test.
+/// Polls `update_engine_client -status` until the slot write has passed `target` (or is over:
+/// FINALIZING, UPDATED_NEED_REBOOT); returns the CURRENT_OP and PROGRESS last seen.
+fn wait_for_write_progress(m: &Machine, target: f64) -> (String, f64) {
+    let start = Instant::now();
+    loop {
+        let status = m
+            .ssh("sudo update_engine_client -status")
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                .unwrap_or("")
+                .to_string()
+        };
+        let (op, progress) = (
+            field("CURRENT_OP"),
+            field("PROGRESS").parse().unwrap_or(0.0),
+        );
+        let writing = op == "UPDATE_STATUS_DOWNLOADING";
+        if (writing && progress >= target)
+            || op == "UPDATE_STATUS_FINALIZING"
+            || op == "UPDATE_STATUS_UPDATED_NEED_REBOOT"
+        {
+            return (op, progress);
+        }
+        assert!(
+            start.elapsed() < REBOOT_TIMEOUT,
+            "the slot write never reached {target}: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 fn slow_tests() -> bool {
     let on = std::env::var_os("FERROCORE_SLOW_TESTS").is_some_and(|v| v == "1");
     if !on {
@@ -355,6 +389,7 @@ fn power_cut_during_the_slot_write_boots_the_current_version() {
         .unwrap()
         .subsec_nanos();
     let mut expect = (v1.clone(), "A".to_string());
+    let mut mid_write_cuts = 0;
     for round in 0..3u32 {
         m.ssh("sudo update_engine_client -check_for_update")
             .unwrap();
@@ -363,15 +398,17 @@ fn power_cut_during_the_slot_write_boots_the_current_version() {
             // write starts right after. Later rounds find the files already downloaded.
             srv.wait_instance(&id, "downloaded");
         }
-        let delay = Duration::from_millis(u64::from(nanos.rotate_left(round * 7) % 20_000));
-        std::thread::sleep(delay);
-        let op = m
-            .ssh("sudo update_engine_client -status | grep CURRENT_OP")
-            .unwrap_or_default();
-        eprintln!("round {round}: power cut {delay:?} into the write ({op})");
+        // A random point of the slot write (which update_engine shows as DOWNLOADING, as on
+        // CoreOS), between 5% and 90% of it.
+        let target = 0.05 + f64::from(nanos.rotate_left(round * 7) % 850) / 1000.0;
+        let (op, progress) = wait_for_write_progress(&m, target);
+        eprintln!("round {round}: power cut at {op} {progress:.3} (aimed at {target:.3})");
         m.kill();
+        if op == "UPDATE_STATUS_DOWNLOADING" && progress < 1.0 {
+            mid_write_cuts += 1;
+        }
         m.boot().unwrap();
-        if op.contains("UPDATED_NEED_REBOOT") {
+        if op == "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
             // The write had finished: the new slot is tried, as after any update.
             expect = (v2.clone(), "B".into());
         }
@@ -381,8 +418,15 @@ fn power_cut_during_the_slot_write_boots_the_current_version() {
         assert!(slot_line(&show, &booted).contains("successful=1"), "{show}");
         assert_eq!(m.ssh("systemctl --failed --no-legend --plain").unwrap(), "");
         if expect.0 == v2 {
-            return;
+            break;
         }
+    }
+    assert!(
+        mid_write_cuts > 0,
+        "no power cut landed inside the slot write"
+    );
+    if expect.0 == v2 {
+        return;
     }
     // And the update still goes through afterwards.
     let out = m.ssh("sudo update_engine_client -update").unwrap();
