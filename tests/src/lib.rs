@@ -32,7 +32,11 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct ImageInfo {
     pub version: String,
     pub build_id: String,
+    /// The channel the build chose (`--channel`).
+    pub channel: String,
     pub raw: PathBuf,
+    /// The signed update payload directory (`manifest.json`, …).
+    pub payload: PathBuf,
     /// The image's kernel, used for the KVM probe.
     pub kernel: PathBuf,
     pub usr_a_offset: u64,

@@ -63,6 +63,9 @@ pub const IMAGE: &[&str] = &[
     "cpio",
     "zstd",
     "mtools",
+    // sgdisk writes and checks the partition table; grub-mkrescue needs xorriso for the live ISO.
+    "gdisk",
+    "xorriso",
 ];
 /// Packages the workspace's unit tests use as oracles (veritysetup, sgdisk, cpio, real etcd).
 pub const UNIT_TESTS: &[&str] = &[

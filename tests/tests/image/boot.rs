@@ -44,6 +44,16 @@ fn check_healthy_first_boot(m: &mut Machine) -> String {
         "{os}"
     );
 
+    // The channel chosen at build time is the one the machine asks for and its payload names.
+    let img = image_tests::image();
+    assert_eq!(
+        m.ssh("grep ^GROUP= /usr/share/coreos/update.conf").unwrap(),
+        format!("GROUP={}", img.channel)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(img.payload.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["channel"], img.channel.as_str());
+
     let id = m.ssh("cat /etc/machine-id").unwrap();
     assert_eq!(id.len(), 32, "machine-id {id:?}");
     id

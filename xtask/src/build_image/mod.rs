@@ -57,6 +57,10 @@ pub struct BuildImage {
         value_delimiter = ':'
     )]
     pub trust_keys: Vec<PathBuf>,
+    /// The release channel the image follows (GROUP in /usr/share/coreos/update.conf) and its
+    /// payload's manifest names: alpha, beta, stable, or another one an update server has.
+    #[arg(long, env = "FERROCORE_CHANNEL", default_value = "stable")]
+    pub channel: String,
 }
 
 impl Default for BuildImage {
@@ -67,6 +71,7 @@ impl Default for BuildImage {
             extra_overlay: None,
             out_dir: None,
             trust_keys: Vec::new(),
+            channel: "stable".into(),
         }
     }
 }
@@ -77,6 +82,9 @@ pub struct ImageInfo {
     pub version: String,
     pub build_id: String,
     pub board: String,
+    /// The channel the image follows (older image.json files: "stable").
+    #[serde(default = "default_channel")]
+    pub channel: String,
     pub raw: PathBuf,
     pub qcow2: PathBuf,
     pub kernel: PathBuf,
@@ -100,6 +108,25 @@ pub struct ImageInfo {
     /// The board's own outputs by name (e.g. `iso`, `vmdk`, `gce-tarball`), next to the image.
     #[serde(default)]
     pub board_outputs: BTreeMap<String, PathBuf>,
+}
+
+fn default_channel() -> String {
+    "stable".into()
+}
+
+/// A channel name goes into update.conf, Omaha requests and URLs (`<channel>.release…`): keep it
+/// to what all three take.
+fn check_channel(channel: &str) -> Result<()> {
+    let ok = !channel.is_empty()
+        && channel.len() <= 64
+        && channel
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !channel.starts_with('-');
+    if !ok {
+        bail!("--channel {channel:?}: use lower-case letters, digits and '-' (e.g. stable, beta, alpha)");
+    }
+    Ok(())
 }
 
 impl ImageInfo {
@@ -126,6 +153,7 @@ impl BuildImage {
         version
             .parse::<update::version::Version>()
             .with_context(|| format!("--version {version:?}"))?;
+        check_channel(&self.channel)?;
         let extra_overlay = match &self.extra_overlay {
             Some(d) if !d.is_dir() => bail!("--extra-overlay {}: not a directory", d.display()),
             Some(d) => Some(d.canonicalize()?),
@@ -142,6 +170,7 @@ impl BuildImage {
         let mut key = cache::Key::new(RECIPE);
         key.add_bytes("version", version.as_bytes());
         key.add_bytes("board", self.board.as_bytes());
+        key.add_bytes("channel", self.channel.as_bytes());
         key.add_bytes("kernel", kernel.key.as_bytes());
         key.add_bytes("rootfs", rootfs.key.as_bytes());
         key.add_file(&init)?;
@@ -204,6 +233,7 @@ impl BuildImage {
         let release = tree::Release {
             version: &version,
             build_id: &build_id,
+            channel: &self.channel,
         };
         let tree = tree::prepare(
             &work,
@@ -401,7 +431,7 @@ impl BuildImage {
         let release = update::payload::Release {
             version: version.clone(),
             build_id: build_id.clone(),
-            channel: "dev".into(),
+            channel: self.channel.clone(),
             usr_root_hash: vtree.root_hash_hex(),
             usr_data_blocks: vtree.data_blocks,
             usr_salt: vtree.salt_hex(),
@@ -448,6 +478,7 @@ impl BuildImage {
             version: version.clone(),
             build_id: build_id.clone(),
             board: self.board.clone(),
+            channel: self.channel.clone(),
             raw: out_dir.join(raw.file_name().expect("named")),
             qcow2: out_dir.join(qcow2.file_name().expect("named")),
             kernel: kernel.bzimage.clone(),

@@ -17,6 +17,7 @@ pub struct Binary {
 pub struct Release<'a> {
     pub version: &'a str,
     pub build_id: &'a str,
+    pub channel: &'a str,
 }
 
 /// Size of the file the verity test flips a byte in (see tests/).
@@ -75,6 +76,10 @@ pub fn prepare(
         }
     }
     std::fs::write(tree.join("usr/lib/os-release"), os_release(release))?;
+    let update_conf = tree.join(UPDATE_CONF);
+    let text = std::fs::read_to_string(&update_conf)
+        .with_context(|| format!("reading {}", update_conf.display()))?;
+    std::fs::write(&update_conf, with_group(&text, release.channel)?)?;
     let canary = tree.join(CANARY_PATH);
     std::fs::create_dir_all(canary.parent().expect("has parent"))?;
     std::fs::write(&canary, canary_bytes())?;
@@ -89,6 +94,29 @@ pub fn prepare(
             .arg(&factory),
     )?;
     Ok(tree)
+}
+
+/// The update defaults in /usr; the overlay's copy names the channel the build chose.
+const UPDATE_CONF: &str = "usr/share/coreos/update.conf";
+
+/// `text` with its `GROUP=` line set to `channel` (the overlay's file must have one).
+fn with_group(text: &str, channel: &str) -> Result<String> {
+    let mut found = false;
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with("GROUP=") {
+            found = true;
+            out.push_str(&format!("GROUP={channel}"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    anyhow::ensure!(
+        found,
+        "rootfs/overlay/{UPDATE_CONF} has no GROUP= line to set the channel in"
+    );
+    Ok(out)
 }
 
 fn os_release(r: &Release) -> String {
@@ -114,4 +142,22 @@ fn copy_preserving(from: &Path, to: &Path) -> Result<()> {
         std::fs::copy(from, to).with_context(|| format!("copying {}", from.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_group;
+
+    #[test]
+    fn the_group_line_names_the_chosen_channel_and_nothing_else_changes() {
+        let text = "# GROUP: the channel\nGROUP=stable\nSERVER=https://u.example/v1/update/\n";
+        assert_eq!(
+            with_group(text, "beta").unwrap(),
+            "# GROUP: the channel\nGROUP=beta\nSERVER=https://u.example/v1/update/\n"
+        );
+        assert!(with_group("SERVER=x\n", "beta")
+            .unwrap_err()
+            .to_string()
+            .contains("no GROUP= line"));
+    }
 }

@@ -50,6 +50,7 @@ impl Ec2 {
                 Release {
                     version: crate::build_image::VERSION.into(),
                     build_id: "local".into(),
+                    channel: "stable".into(),
                 },
             ),
             None => {
@@ -77,6 +78,7 @@ impl Ec2 {
             ("Name".to_string(), name.clone()),
             ("version".to_string(), release.version.clone()),
             ("build-id".to_string(), release.build_id.clone()),
+            ("channel".to_string(), release.channel.clone()),
         ];
         let size = std::fs::metadata(&image)
             .with_context(|| format!("reading {}", image.display()))?

@@ -18,9 +18,9 @@ pub struct Gce {
     /// Cloud Storage bucket the tarball is uploaded to.
     #[arg(long)]
     bucket: String,
-    /// Update channel; names the default family.
-    #[arg(long, default_value = "dev")]
-    channel: String,
+    /// Update channel; names the default family (default: the image's, from its build).
+    #[arg(long)]
+    channel: Option<String>,
     /// Image family (default: ferrocore-<channel>).
     #[arg(long)]
     family: Option<String>,
@@ -52,6 +52,7 @@ impl Gce {
                 Release {
                     version: crate::build_image::VERSION.into(),
                     build_id: "local".into(),
+                    channel: "stable".into(),
                 },
             ),
             None => {
@@ -85,10 +86,10 @@ impl Gce {
                 .clone()
                 .unwrap_or_else(|| format!("ferrocore-{}-{}", release.version, release.build_id)),
         );
-        let family = self
-            .family
-            .clone()
-            .unwrap_or_else(|| format!("ferrocore-{}", self.channel));
+        let family = self.family.clone().unwrap_or_else(|| {
+            let channel = self.channel.as_deref().unwrap_or(&release.channel);
+            format!("ferrocore-{channel}")
+        });
         let size = std::fs::metadata(&tarball)
             .with_context(|| format!("reading {}", tarball.display()))?
             .len();

@@ -39,6 +39,7 @@ impl Upload {
 struct Release {
     version: String,
     build_id: String,
+    channel: String,
 }
 
 impl Release {
@@ -46,6 +47,7 @@ impl Release {
         Release {
             version: info.version.clone(),
             build_id: info.build_id.clone(),
+            channel: info.channel.clone(),
         }
     }
 }
