@@ -153,7 +153,9 @@ pub enum ConfigError {
     },
     #[error("{0} is given without {1}: both or neither")]
     HalfPair(&'static str, &'static str),
-    #[error("{0} needs {1} (ferro-store does not check client certificates against the system's CAs)")]
+    #[error(
+        "{0} needs {1} (ferro-store does not check client certificates against the system's CAs)"
+    )]
     CertAuthWithoutCa(&'static str, &'static str),
 }
 
@@ -379,8 +381,128 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_refused_not_ignored() {
-        assert!(parse(&["--cert-file", "x"]).unwrap().check().is_err());
+    fn https_listen_url_without_a_cert_is_refused() {
+        let c = parse(&["--listen-client-urls", "https://127.0.0.1:2379"]).unwrap();
+        let e = c.check().unwrap_err();
+        assert!(matches!(e, ConfigError::HttpsWithoutCert { .. }), "{e}");
+        // etcd 3.4's words, naming the flags and the URL.
+        assert_eq!(
+            e.to_string(),
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"
+        );
+        let p = parse(&["--listen-peer-urls", "https://127.0.0.1:2380"]).unwrap();
+        let e = p.check().unwrap_err().to_string();
+        assert!(
+            e.contains("--peer-cert-file, --peer-key-file")
+                && e.contains("peer url https://127.0.0.1:2380"),
+            "{e}"
+        );
+        // With both files, the URL is fine (the files are read when the server binds).
+        let ok = parse(&[
+            "--listen-client-urls=https://127.0.0.1:2379",
+            "--cert-file=c.pem",
+            "--key-file=k.pem",
+        ])
+        .unwrap();
+        ok.check().unwrap();
+        assert!(ok.client_listen().unwrap()[0].tls);
+    }
+
+    #[test]
+    fn half_a_cert_pair_is_refused() {
+        let e = parse(&["--cert-file", "c.pem"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(
+            matches!(e, ConfigError::HalfPair("--cert-file", "--key-file")),
+            "{e}"
+        );
+        let e = parse(&["--peer-key-file", "k.pem"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::HalfPair("--peer-key-file", "--peer-cert-file")
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn client_cert_auth_on_https_needs_a_ca() {
+        let base = [
+            "--listen-client-urls=https://127.0.0.1:2379",
+            "--cert-file=c.pem",
+            "--key-file=k.pem",
+            "--client-cert-auth",
+        ];
+        let e = parse(&base).unwrap().check().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::CertAuthWithoutCa("--client-cert-auth", "--trusted-ca-file")
+            ),
+            "{e}"
+        );
+        let mut with_ca = base.to_vec();
+        with_ca.push("--trusted-ca-file=ca.pem");
+        parse(&with_ca).unwrap().check().unwrap();
+    }
+
+    #[test]
+    fn http_urls_with_tls_flags_are_accepted_as_etcd_does() {
+        // etcd serves plain HTTP there and warns; so do we.
+        let c = parse(&[
+            "--cert-file=c.pem",
+            "--key-file=k.pem",
+            "--client-cert-auth",
+            "--peer-cert-file=c.pem",
+            "--peer-key-file=k.pem",
+        ])
+        .unwrap();
+        c.check().unwrap();
+        assert!(!c.client_listen().unwrap()[0].tls);
+    }
+
+    #[test]
+    fn etcd_tls_environment_variables() {
+        // clap reads them; a test of the mapping, not of the process environment.
+        let cmd = Config::command();
+        let env = |id: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned())
+        };
+        for (id, var) in [
+            ("cert_file", "ETCD_CERT_FILE"),
+            ("key_file", "ETCD_KEY_FILE"),
+            ("client_cert_auth", "ETCD_CLIENT_CERT_AUTH"),
+            ("trusted_ca_file", "ETCD_TRUSTED_CA_FILE"),
+            ("peer_cert_file", "ETCD_PEER_CERT_FILE"),
+            ("peer_key_file", "ETCD_PEER_KEY_FILE"),
+            ("peer_client_cert_auth", "ETCD_PEER_CLIENT_CERT_AUTH"),
+            ("peer_trusted_ca_file", "ETCD_PEER_TRUSTED_CA_FILE"),
+        ] {
+            assert_eq!(env(id).as_deref(), Some(var));
+        }
+    }
+
+    #[test]
+    fn discovery_is_still_refused() {
+        let e = parse(&["--discovery", "http://x"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::Unsupported {
+                flag: "--discovery"
+            }
+        ));
     }
 
     #[test]

@@ -188,6 +188,11 @@ impl Flags {
                 key_flag: self.names.key,
                 key: key_path.clone(),
             }),
+            Err(source @ rustls::Error::InvalidCertificate(_)) => Err(TlsError::Invalid {
+                flag: self.names.cert,
+                path: cert.clone(),
+                source,
+            }),
             Err(source) => Err(TlsError::Invalid {
                 flag: self.names.key,
                 path: key_path.clone(),
@@ -265,15 +270,14 @@ impl Flags {
                 self.cert_file.clone().unwrap_or_default(),
                 self.key_file.clone().unwrap_or_default(),
             );
-            let id = reqwest::Identity::from_pem(&pem).map_err(|source| {
-                TlsError::ClientIdentity {
+            let id =
+                reqwest::Identity::from_pem(&pem).map_err(|source| TlsError::ClientIdentity {
                     cert_flag: self.names.cert,
                     cert,
                     key_flag: self.names.key,
                     key,
                     source,
-                }
-            })?;
+                })?;
             builder = builder.identity(id);
         }
         Ok(builder)
@@ -365,5 +369,196 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    /// A CA and a certificate it signed, made by Debian's openssl, plus a second key.
+    struct Files {
+        dir: tempfile::TempDir,
+    }
+
+    impl Files {
+        fn new() -> Files {
+            let dir = tempfile::tempdir().unwrap();
+            let run = |args: &str| {
+                let out = Command::new("openssl")
+                    .args(args.split_whitespace())
+                    .current_dir(dir.path())
+                    .output()
+                    .expect("running openssl (Debian package openssl)");
+                assert!(out.status.success(), "openssl {args}: {out:?}");
+            };
+            // An extension makes the certificate X.509 v3: webpki refuses v1.
+            std::fs::write(dir.path().join("ext.cnf"), "basicConstraints=CA:FALSE\n").unwrap();
+            let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+            run(&format!(
+                "req -x509 {ec} -keyout ca-key.pem -out ca.pem -days 2 -subj /CN=unit-ca"
+            ));
+            run(&format!(
+                "req {ec} -keyout key.pem -out csr.pem -subj /CN=unit"
+            ));
+            run("x509 -req -in csr.pem -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 2 -extfile ext.cnf");
+            Files { dir }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        fn flags(&self, cert: &str, key: &str, ca: Option<&str>) -> Flags {
+            Flags {
+                names: &CLIENT,
+                cert_file: Some(self.path(cert)),
+                key_file: Some(self.path(key)),
+                trusted_ca_file: ca.map(|c| self.path(c)),
+                client_cert_auth: ca.is_some(),
+            }
+        }
+    }
+
+    #[test]
+    fn good_files_make_a_server_and_a_client_config() {
+        let f = Files::new();
+        let cfg = f.flags("cert.pem", "key.pem", Some("ca.pem"));
+        let server = cfg.server_config().unwrap().unwrap();
+        assert_eq!(
+            server.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        cfg.client(reqwest::Client::builder())
+            .unwrap()
+            .build()
+            .unwrap();
+        let plain = Flags {
+            cert_file: None,
+            key_file: None,
+            ..cfg
+        };
+        assert!(plain.server_config().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_missing_key_file_names_the_flag_and_the_path() {
+        let f = Files::new();
+        let e = f
+            .flags("cert.pem", "no-such-key.pem", None)
+            .server_config()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TlsError::Read {
+                    flag: "--key-file",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("--key-file ")
+                && msg.contains(&f.path("no-such-key.pem").display().to_string()),
+            "{msg}"
+        );
+        let e = f
+            .flags("nope.pem", "key.pem", None)
+            .server_config()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TlsError::Read {
+                    flag: "--cert-file",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_the_cert_is_refused() {
+        let f = Files::new();
+        // ca-key.pem is a valid key, but the CA's, not the certificate's.
+        let e = f
+            .flags("cert.pem", "ca-key.pem", None)
+            .server_config()
+            .unwrap_err();
+        assert!(matches!(e, TlsError::Mismatch { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("--key-file") && msg.contains("ca-key.pem") && msg.contains("cert.pem"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn files_without_certs_or_keys_are_refused() {
+        let f = Files::new();
+        // A CA file with no certificate in it (a key) trusts nobody: refused, naming it.
+        let e = f
+            .flags("cert.pem", "key.pem", Some("key.pem"))
+            .server_config()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TlsError::NoCert {
+                    flag: "--trusted-ca-file",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("key.pem"));
+        std::fs::write(f.path("empty.pem"), "").unwrap();
+        let e = f
+            .flags("cert.pem", "key.pem", Some("empty.pem"))
+            .client(reqwest::Client::builder())
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TlsError::NoCert {
+                    flag: "--trusted-ca-file",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = f
+            .flags("cert.pem", "cert.pem", None)
+            .server_config()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TlsError::NoKey {
+                    flag: "--key-file",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = f
+            .flags("key.pem", "key.pem", None)
+            .server_config()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TlsError::NoCert {
+                    flag: "--cert-file",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }
