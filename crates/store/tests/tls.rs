@@ -379,6 +379,12 @@ fn server_tls_answers_v2_and_v3_to_clients_trusting_its_ca_only() {
                 want: ok("hello"),
             },
             Step {
+                // curl negotiates h2 by ALPN; HTTP/1.1 over TLS must work as well.
+                name: "curl v2 get over HTTP/1.1, right CA",
+                got: v2_value(curl(&key, &right, &["--http1.1"])),
+                want: ok("hello"),
+            },
+            Step {
                 name: "curl v2 get, wrong CA",
                 got: curl(&key, &wrong, &[]),
                 want: fails(),
