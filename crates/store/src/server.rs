@@ -25,9 +25,15 @@ pub struct Server {
 impl Server {
     pub async fn bind(cfg: &Config) -> anyhow::Result<Server> {
         cfg.check()?;
-        // Every TLS file is read and checked before anything listens.
+        // Every TLS file in use is read and checked before anything listens: the client files
+        // when a client URL is https (etcd ignores them otherwise), the peer files always, as
+        // the peer client presents them to https peers.
         let (client_tls, peer_tls) = (cfg.client_tls(), cfg.peer_tls());
-        let client_server_tls = client_tls.server_config()?;
+        let client_server_tls = if cfg.client_listen()?.iter().any(|l| l.tls) {
+            client_tls.server_config()?
+        } else {
+            None
+        };
         let peer_server_tls = peer_tls.server_config()?;
         let net = crate::raft::network::Network::new(&peer_tls)?;
         let data_dir = cfg.data_dir();

@@ -175,7 +175,7 @@ impl Flags {
         &self,
     ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, TlsError> {
         let (Some(cert), Some(key_path)) = (&self.cert_file, &self.key_file) else {
-            // Config::check refuses half a pair.
+            // Half a pair: Config::check refuses it for https URLs; http ones ignore it, as etcd.
             return Ok(None);
         };
         let chain = certs(self.names.cert, cert)?;
