@@ -21,6 +21,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("ssh-keygen", "openssh-client"),
     ("etcd", "etcd-server"),
     ("etcdctl", "etcd-client"),
+    ("openssl", "openssl"),
+    ("curl", "curl"),
     ("make", "make"),
     ("bc", "bc"),
     ("flex", "flex"),
@@ -74,6 +76,9 @@ pub const UNIT_TESTS: &[&str] = &[
     "cpio",
     "etcd-server",
     "etcd-client",
+    // store's TLS tests: certificates made with openssl, v2 checked with curl.
+    "openssl",
+    "curl",
     "xorriso",
     "python3-venv",
     // gptprio's ESP tests: mtools writes the ESP as the image build does, fsck.fat checks it.

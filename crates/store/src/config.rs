@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
 
+use crate::tls;
+
 /// A boolean flag that, like Go's, may be given bare (`--enable-v2`) or with a value (`--enable-v2=false`).
 macro_rules! go_bool {
     () => {
@@ -136,14 +138,25 @@ pub struct Config {
 pub enum ConfigError {
     #[error("{flag} is not supported by this version of ferro-store yet")]
     Unsupported { flag: &'static str },
-    #[error("invalid --initial-cluster entry {0:?} (expected name=http://host:port)")]
+    #[error("invalid --initial-cluster entry {0:?} (expected name=http[s]://host:port)")]
     ClusterEntry(String),
     #[error("--initial-cluster does not name this member ({0:?})")]
     NotInCluster(String),
     #[error("--initial-cluster-state must be new or existing, not {0:?}")]
     ClusterState(String),
-    #[error("invalid URL {0:?} (expected http://host:port)")]
+    #[error("invalid URL {0:?} (expected http://host:port or https://host:port)")]
     Url(String),
+    #[error("TLS key/cert ({}, {}) must be provided for {} url {url} with HTTPS scheme", names.cert, names.key, names.side)]
+    HttpsWithoutCert {
+        names: &'static tls::Names,
+        url: String,
+    },
+    #[error("{0} is given without {1}: both or neither")]
+    HalfPair(&'static str, &'static str),
+    #[error(
+        "{0} needs {1} (ferro-store does not check client certificates against the system's CAs)"
+    )]
+    CertAuthWithoutCa(&'static str, &'static str),
 }
 
 impl Config {
@@ -165,24 +178,15 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)))
     }
 
-    /// Rejects what we would otherwise silently do wrong (TLS, clusters).
+    /// Rejects what we would otherwise silently do wrong, with etcd 3.4's rules for TLS: an
+    /// `https://` listen URL needs a certificate and key; an `http://` one serves plain HTTP even
+    /// when they are given (warned at startup). The files themselves are checked by
+    /// [`crate::tls`] when the server binds.
     pub fn check(&self) -> Result<(), ConfigError> {
-        let tls = [
-            ("--cert-file", self.cert_file.is_some()),
-            ("--key-file", self.key_file.is_some()),
-            ("--client-cert-auth", self.client_cert_auth),
-            ("--trusted-ca-file", self.trusted_ca_file.is_some()),
-            ("--peer-cert-file", self.peer_cert_file.is_some()),
-            ("--peer-key-file", self.peer_key_file.is_some()),
-            ("--peer-client-cert-auth", self.peer_client_cert_auth),
-            (
-                "--peer-trusted-ca-file",
-                self.peer_trusted_ca_file.is_some(),
-            ),
-            ("--discovery", self.discovery.is_some()),
-        ];
-        if let Some((flag, _)) = tls.iter().find(|(_, set)| *set) {
-            return Err(ConfigError::Unsupported { flag });
+        if self.discovery.is_some() {
+            return Err(ConfigError::Unsupported {
+                flag: "--discovery",
+            });
         }
         let members = self.initial_members()?;
         if !members.iter().any(|(n, _)| *n == self.name) {
@@ -198,13 +202,64 @@ impl Config {
                 host_port(u).ok_or_else(|| ConfigError::Url(u.clone()))?;
             }
         }
-        for u in self.client_listeners()? {
-            let _ = u;
+        for (listens, flags) in [
+            (self.client_listen()?, self.client_tls()),
+            (self.peer_listen()?, self.peer_tls()),
+        ] {
+            let n = flags.names;
+            // Only https URLs use the files: with http ones alone, etcd ignores even half a pair.
+            for l in listens.iter().filter(|l| l.tls) {
+                match (&flags.cert_file, &flags.key_file) {
+                    (Some(_), None) => return Err(ConfigError::HalfPair(n.cert, n.key)),
+                    (None, Some(_)) => return Err(ConfigError::HalfPair(n.key, n.cert)),
+                    _ => {}
+                }
+                if !flags.has_cert() {
+                    return Err(ConfigError::HttpsWithoutCert {
+                        names: n,
+                        url: l.url.clone(),
+                    });
+                }
+                if flags.client_cert_auth && flags.trusted_ca_file.is_none() {
+                    return Err(ConfigError::CertAuthWithoutCa(n.auth, n.ca));
+                }
+            }
         }
         Ok(())
     }
 
-    /// `host:port` of every client listener.
+    /// The client side's TLS flags.
+    pub fn client_tls(&self) -> tls::Flags {
+        tls::Flags {
+            names: &tls::CLIENT,
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            trusted_ca_file: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth,
+        }
+    }
+
+    /// The peer side's TLS flags (the peer listener and the peer client).
+    pub fn peer_tls(&self) -> tls::Flags {
+        tls::Flags {
+            names: &tls::PEER,
+            cert_file: self.peer_cert_file.clone(),
+            key_file: self.peer_key_file.clone(),
+            trusted_ca_file: self.peer_trusted_ca_file.clone(),
+            client_cert_auth: self.peer_client_cert_auth,
+        }
+    }
+
+    /// `--listen-client-urls`, parsed.
+    pub fn client_listen(&self) -> Result<Vec<Listen>, ConfigError> {
+        listen(&self.listen_client_urls)
+    }
+
+    /// `--listen-peer-urls`, parsed.
+    pub fn peer_listen(&self) -> Result<Vec<Listen>, ConfigError> {
+        listen(&self.listen_peer_urls)
+    }
+
     /// `--initial-cluster` as (name, peer URLs) in first-seen order; a name may repeat to give a
     /// member several URLs, as in etcd. Without the flag: this member alone, at its advertised
     /// peer URLs.
@@ -226,19 +281,9 @@ impl Config {
         Ok(out)
     }
 
-    /// Where to listen for peers.
-    pub fn peer_listeners(&self) -> Result<Vec<String>, ConfigError> {
-        split_urls(&self.listen_peer_urls)
-            .into_iter()
-            .map(|u| host_port(&u).ok_or(ConfigError::Url(u)))
-            .collect()
-    }
-
+    /// `host:port` of every client listener.
     pub fn client_listeners(&self) -> Result<Vec<String>, ConfigError> {
-        split_urls(&self.listen_client_urls)
-            .into_iter()
-            .map(|u| host_port(&u).ok_or(ConfigError::Url(u)))
-            .collect()
+        Ok(self.client_listen()?.into_iter().map(|l| l.addr).collect())
     }
 
     pub fn advertise_client_urls(&self) -> Vec<String> {
@@ -250,6 +295,27 @@ impl Config {
     }
 }
 
+/// One listen URL: where to bind, and whether it serves TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub url: String,
+    /// `host:port`.
+    pub addr: String,
+    /// `https://`.
+    pub tls: bool,
+}
+
+fn listen(urls: &str) -> Result<Vec<Listen>, ConfigError> {
+    split_urls(urls)
+        .into_iter()
+        .map(|url| {
+            let addr = host_port(&url).ok_or_else(|| ConfigError::Url(url.clone()))?;
+            let tls = url.starts_with("https://");
+            Ok(Listen { url, addr, tls })
+        })
+        .collect()
+}
+
 pub fn split_urls(s: &str) -> Vec<String> {
     s.split(',')
         .map(str::trim)
@@ -258,9 +324,11 @@ pub fn split_urls(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// `http://host:port[/]` → `host:port` (`localhost` stays a name; the listener resolves it).
+/// `http[s]://host:port[/]` → `host:port` (`localhost` stays a name; the listener resolves it).
 pub fn host_port(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("http://")?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
     let hp = rest.trim_end_matches('/');
     (hp.contains(':') && !hp.contains('/')).then(|| hp.to_string())
 }
@@ -314,8 +382,132 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_refused_not_ignored() {
-        assert!(parse(&["--cert-file", "x"]).unwrap().check().is_err());
+    fn https_listen_url_without_a_cert_is_refused() {
+        let c = parse(&["--listen-client-urls", "https://127.0.0.1:2379"]).unwrap();
+        let e = c.check().unwrap_err();
+        assert!(matches!(e, ConfigError::HttpsWithoutCert { .. }), "{e}");
+        // etcd 3.4's words, naming the flags and the URL.
+        assert_eq!(
+            e.to_string(),
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"
+        );
+        let p = parse(&["--listen-peer-urls", "https://127.0.0.1:2380"]).unwrap();
+        let e = p.check().unwrap_err().to_string();
+        assert!(
+            e.contains("--peer-cert-file, --peer-key-file")
+                && e.contains("peer url https://127.0.0.1:2380"),
+            "{e}"
+        );
+        // With both files, the URL is fine (the files are read when the server binds).
+        let ok = parse(&[
+            "--listen-client-urls=https://127.0.0.1:2379",
+            "--cert-file=c.pem",
+            "--key-file=k.pem",
+        ])
+        .unwrap();
+        ok.check().unwrap();
+        assert!(ok.client_listen().unwrap()[0].tls);
+    }
+
+    #[test]
+    fn half_a_cert_pair_is_refused() {
+        let https = "--listen-client-urls=https://127.0.0.1:2379";
+        let e = parse(&[https, "--cert-file", "c.pem"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(
+            matches!(e, ConfigError::HalfPair("--cert-file", "--key-file")),
+            "{e}"
+        );
+        let peer = "--listen-peer-urls=https://127.0.0.1:2380";
+        let e = parse(&[peer, "--peer-key-file", "k.pem"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::HalfPair("--peer-key-file", "--peer-cert-file")
+            ),
+            "{e}"
+        );
+        // On http URLs the files are not used, and etcd 3.4 starts: so do we.
+        parse(&["--cert-file", "c.pem"]).unwrap().check().unwrap();
+    }
+
+    #[test]
+    fn client_cert_auth_on_https_needs_a_ca() {
+        let base = [
+            "--listen-client-urls=https://127.0.0.1:2379",
+            "--cert-file=c.pem",
+            "--key-file=k.pem",
+            "--client-cert-auth",
+        ];
+        let e = parse(&base).unwrap().check().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::CertAuthWithoutCa("--client-cert-auth", "--trusted-ca-file")
+            ),
+            "{e}"
+        );
+        let mut with_ca = base.to_vec();
+        with_ca.push("--trusted-ca-file=ca.pem");
+        parse(&with_ca).unwrap().check().unwrap();
+    }
+
+    #[test]
+    fn http_urls_with_tls_flags_are_accepted_as_etcd_does() {
+        // etcd serves plain HTTP there and warns; so do we.
+        let c = parse(&[
+            "--cert-file=c.pem",
+            "--key-file=k.pem",
+            "--client-cert-auth",
+            "--peer-cert-file=c.pem",
+            "--peer-key-file=k.pem",
+        ])
+        .unwrap();
+        c.check().unwrap();
+        assert!(!c.client_listen().unwrap()[0].tls);
+    }
+
+    #[test]
+    fn etcd_tls_environment_variables() {
+        // clap reads them; a test of the mapping, not of the process environment.
+        let cmd = Config::command();
+        let env = |id: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned())
+        };
+        for (id, var) in [
+            ("cert_file", "ETCD_CERT_FILE"),
+            ("key_file", "ETCD_KEY_FILE"),
+            ("client_cert_auth", "ETCD_CLIENT_CERT_AUTH"),
+            ("trusted_ca_file", "ETCD_TRUSTED_CA_FILE"),
+            ("peer_cert_file", "ETCD_PEER_CERT_FILE"),
+            ("peer_key_file", "ETCD_PEER_KEY_FILE"),
+            ("peer_client_cert_auth", "ETCD_PEER_CLIENT_CERT_AUTH"),
+            ("peer_trusted_ca_file", "ETCD_PEER_TRUSTED_CA_FILE"),
+        ] {
+            assert_eq!(env(id).as_deref(), Some(var));
+        }
+    }
+
+    #[test]
+    fn discovery_is_still_refused() {
+        let e = parse(&["--discovery", "http://x"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::Unsupported {
+                flag: "--discovery"
+            }
+        ));
     }
 
     #[test]

@@ -95,6 +95,8 @@ pub struct Options {
     pub snapshot_count: u64,
     pub heartbeat_ms: u64,
     pub election_ms: u64,
+    /// How to reach the other members (peer TLS).
+    pub net: Network,
 }
 
 /// A member as `/v2/members` and MemberList show it.
@@ -165,7 +167,7 @@ impl Core {
             term,
             id: o.id,
             raft: OnceLock::new(),
-            net: Network::new(),
+            net: o.net.clone(),
             waiters: Mutex::new(HashMap::new()),
             removed: tokio::sync::Notify::new(),
         });

@@ -11,5 +11,6 @@ pub mod raft;
 pub mod server;
 pub mod snapshot;
 pub mod state;
+pub mod tls;
 pub mod v2;
 pub mod v3;

@@ -17,13 +17,25 @@ pub struct Server {
     pub core: Arc<Core>,
     pub member: Arc<Member>,
     pub router: axum::Router,
-    pub listeners: Vec<TcpListener>,
-    pub peer_listeners: Vec<TcpListener>,
+    /// Client listeners, each with its TLS config if it is `https://`.
+    pub listeners: Vec<(TcpListener, Option<Arc<rustls::ServerConfig>>)>,
+    pub peer_listeners: Vec<(TcpListener, Option<Arc<rustls::ServerConfig>>)>,
 }
 
 impl Server {
     pub async fn bind(cfg: &Config) -> anyhow::Result<Server> {
         cfg.check()?;
+        // Every TLS file in use is read and checked before anything listens: the client files
+        // when a client URL is https (etcd ignores them otherwise), the peer files always, as
+        // the peer client presents them to https peers.
+        let (client_tls, peer_tls) = (cfg.client_tls(), cfg.peer_tls());
+        let client_server_tls = if cfg.client_listen()?.iter().any(|l| l.tls) {
+            client_tls.server_config()?
+        } else {
+            None
+        };
+        let peer_server_tls = peer_tls.server_config()?;
+        let net = crate::raft::network::Network::new(&peer_tls)?;
         let data_dir = cfg.data_dir();
         let token = &cfg.initial_cluster_token;
         // Every member derives every member's ID from --initial-cluster, as etcd does.
@@ -36,7 +48,7 @@ impl Server {
         let mut member = Member::new(&cfg.name, own_urls, cfg.advertise_client_urls(), token);
         let ids: Vec<u64> = initial.iter().map(|(id, _)| *id).collect();
         member.set_cluster(&ids, token);
-        member.cluster_id = cluster_id(cfg, &data_dir, &initial, &member).await?;
+        member.cluster_id = cluster_id(cfg, &data_dir, &initial, &member, &net).await?;
         let member = Arc::new(member);
         let (cluster_id, member_id) = (member.cluster_id, member.id);
         let term = Arc::new(AtomicU64::new(0));
@@ -53,6 +65,7 @@ impl Server {
             snapshot_count: cfg.snapshot_count,
             heartbeat_ms: cfg.heartbeat_interval,
             election_ms: cfg.election_timeout,
+            net,
         };
         let core = Core::open(&data_dir, opts, header, term)
             .await
@@ -72,23 +85,9 @@ impl Server {
             enable_v2: cfg.enable_v2,
         };
         let router = v2::router(ctx, grpc);
-        let mut listeners = Vec::new();
-        for addr in cfg.client_listeners()? {
-            let l = TcpListener::bind(&addr)
-                .await
-                .with_context(|| format!("listening for clients on {addr}"))?;
-            tracing::info!(%addr, "serving client requests");
-            listeners.push(l);
-        }
+        let listeners = bind_all(cfg.client_listen()?, &client_tls, client_server_tls).await?;
         // A lone member listens for peers too: a member added later talks to it there.
-        let mut peer_listeners = Vec::new();
-        for addr in cfg.peer_listeners()? {
-            let l = TcpListener::bind(&addr)
-                .await
-                .with_context(|| format!("listening for peers on {addr}"))?;
-            tracing::info!(%addr, "serving peers");
-            peer_listeners.push(l);
-        }
+        let peer_listeners = bind_all(cfg.peer_listen()?, &peer_tls, peer_server_tls).await?;
         let raft = core.raft();
         if cfg.initial_cluster_state == "new"
             && !raft.is_initialized().await.context("asking raft")?
@@ -138,23 +137,12 @@ impl Server {
             &self.core,
         )));
         let mut tasks = tokio::task::JoinSet::new();
-        for l in self.peer_listeners {
+        for (l, tls) in self.peer_listeners {
             let app = crate::raft::peer::router(Arc::clone(&self.core));
-            let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            tasks.spawn(async move { axum::serve(l, app).await });
+            tasks.spawn(serve(l, tls, app));
         }
-        for l in self.listeners {
-            let app = self.router.clone();
-            // Without TCP_NODELAY, a gRPC answer written as headers + data waits for the
-            // client's delayed ACK (~40 ms per read), as Go's net package never does.
-            let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "setting TCP_NODELAY");
-                }
-            });
-            tasks.spawn(async move { axum::serve(l, app).await });
+        for (l, tls) in self.listeners {
+            tasks.spawn(serve(l, tls, self.router.clone()));
         }
         if let Err(e) = crate::notify::ready() {
             tracing::warn!(error = %e, "telling systemd we are ready");
@@ -170,6 +158,53 @@ impl Server {
             Some(r) = tasks.join_next() => r.context("client listener task")?.context("serving clients")?,
         }
         Ok(())
+    }
+}
+
+/// Binds every listen URL; `https://` ones get the side's TLS config (Config::check made sure
+/// there is one). `http://` ones serve plain HTTP even with a certificate given, as etcd 3.4.
+async fn bind_all(
+    listens: Vec<crate::config::Listen>,
+    flags: &crate::tls::Flags,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> anyhow::Result<Vec<(TcpListener, Option<Arc<rustls::ServerConfig>>)>> {
+    let side = flags.names.side;
+    let mut out = Vec::new();
+    for l in listens {
+        if !l.tls && flags.has_cert() {
+            tracing::warn!(url = %l.url, "the scheme of this {side} URL is HTTP while key/cert files are given: ignoring them for it");
+        }
+        if !l.tls && flags.client_cert_auth {
+            tracing::warn!(url = %l.url, "the scheme of this {side} URL is HTTP while client cert auth is on: ignoring it for this URL");
+        }
+        let tcp = TcpListener::bind(&l.addr)
+            .await
+            .with_context(|| format!("listening for {side}s on {}", l.addr))?;
+        let tls = if l.tls { tls.clone() } else { None };
+        tracing::info!(url = %l.url, tls = tls.is_some(), "serving {side} requests");
+        out.push((tcp, tls));
+    }
+    Ok(out)
+}
+
+/// Serves `app` on one listener, over TLS if it has a config.
+async fn serve(
+    l: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: axum::Router,
+) -> std::io::Result<()> {
+    match tls {
+        Some(cfg) => axum::serve(crate::tls::TlsListener::new(l, cfg)?, app).await,
+        None => {
+            // Without TCP_NODELAY, a gRPC answer written as headers + data waits for the
+            // client's delayed ACK (~40 ms per read), as Go's net package never does.
+            let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "setting TCP_NODELAY");
+                }
+            });
+            axum::serve(l, app).await
+        }
     }
 }
 
@@ -208,6 +243,7 @@ async fn cluster_id(
     data_dir: &std::path::Path,
     initial: &[(u64, PeerNode)],
     own: &Member,
+    net: &crate::raft::network::Network,
 ) -> anyhow::Result<u64> {
     let dir = data_dir.join("member");
     let path = dir.join("cluster-id");
@@ -217,7 +253,7 @@ async fn cluster_id(
     }
     let joining = cfg.initial_cluster_state == "existing" && !dir.join("raft.redb").exists();
     let id = if joining {
-        ask_cluster_id(initial, own.id).await?
+        ask_cluster_id(initial, own.id, net).await?
     } else {
         own.cluster_id
     };
@@ -228,8 +264,11 @@ async fn cluster_id(
 }
 
 /// Asks the other members of `--initial-cluster` for the cluster ID, for up to 30 s.
-async fn ask_cluster_id(initial: &[(u64, PeerNode)], own: u64) -> anyhow::Result<u64> {
-    let net = crate::raft::network::Network::new();
+async fn ask_cluster_id(
+    initial: &[(u64, PeerNode)],
+    own: u64,
+    net: &crate::raft::network::Network,
+) -> anyhow::Result<u64> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         for (_, node) in initial.iter().filter(|(id, _)| *id != own) {

@@ -38,14 +38,18 @@ pub struct Network {
 }
 
 impl Network {
-    pub fn new() -> Self {
-        Network {
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_millis(500))
-                .tcp_nodelay(true)
+    /// The peer client; `https://` peer URLs use the peer TLS flags (CA as root, certificate as
+    /// client identity), as etcd's peer transport.
+    pub fn new(tls: &crate::tls::Flags) -> Result<Self, crate::tls::TlsError> {
+        let builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true);
+        Ok(Network {
+            http: tls
+                .client(builder)?
                 .build()
                 .expect("building the peer HTTP client"),
-        }
+        })
     }
 
     async fn post<Req: Serialize, Resp: DeserializeOwned>(
@@ -113,12 +117,6 @@ impl Network {
     pub async fn read_index(&self, leader: &PeerNode) -> Result<u64, PeerError> {
         self.post(leader, "/raft/read-index", &(), Duration::from_secs(5))
             .await
-    }
-}
-
-impl Default for Network {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
