@@ -124,6 +124,11 @@ fn apply_with_agent(d: &Path, disk: &Path, payload: &Path, public_key: &Path) ->
     })();
     let _ = daemon.kill();
     let _ = daemon.wait();
+    // Where the agent's time went: its own timestamps of each phase.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    for line in text.lines().filter(|l| l.contains("elapsed")) {
+        eprintln!("bench update: agent: {}", line.trim());
+    }
     r.with_context(|| {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(20).collect();
