@@ -57,9 +57,14 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
     routes.extend(install_routes(&img, "/stable"));
     // A release whose manifest was edited after signing.
     routes.extend(install_routes(&img, "/tampered"));
-    let manifest = std::fs::read_to_string(img.install.join(&img.version).join("manifest.json"))
-        .unwrap()
-        .replace("\"channel\": \"dev\"", "\"channel\": \"stable\"");
+    let signed =
+        std::fs::read_to_string(img.install.join(&img.version).join("manifest.json")).unwrap();
+    let field = format!("\"channel\": \"{}\"", img.channel);
+    let manifest = signed.replace(&field, "\"channel\": \"tampered\"");
+    assert_ne!(
+        manifest, signed,
+        "the manifest has no {field} to tamper with"
+    );
     let tampered = format!("/tampered/{}/manifest.json", img.version);
     routes.retain(|(p, _)| *p != tampered);
     routes.push((tampered, Body::Text(manifest)));
@@ -147,8 +152,12 @@ fn pxe_live_boot_then_coreos_install_to_disk() {
     let marked = m.ssh(marks).unwrap();
     assert_eq!(marked, "ferrocore-mark\nferrocore-mark");
     let base = url("/stable");
-    let install =
-        |dev: &str, extra: &str| format!("sudo coreos-install -d {dev} -C dev -b {base} {extra}");
+    let install = |dev: &str, extra: &str| {
+        format!(
+            "sudo coreos-install -d {dev} -C {} -b {base} {extra}",
+            img.channel
+        )
+    };
     m.ssh("touch /tmp/not-a-disk").unwrap();
     refused(&m, &install("/tmp/not-a-disk", ""), "not a block device");
     refused(&m, &install("/dev/vda1", ""), "no such device");
