@@ -2,6 +2,7 @@
 //! port, etcd's flags, and a deterministic state machine replicated by Raft (openraft) over a
 //! durable (fsynced) log.
 
+pub mod authority;
 pub mod config;
 pub mod core;
 pub mod loadgen;

@@ -194,7 +194,10 @@ async fn serve(
     app: axum::Router,
 ) -> std::io::Result<()> {
     match tls {
-        Some(cfg) => axum::serve(crate::tls::TlsListener::new(l, cfg)?, app).await,
+        Some(cfg) => {
+            let l = crate::tls::TlsListener::new(l, cfg)?;
+            axum::serve(crate::authority::Listener(l), app).await
+        }
         None => {
             // Without TCP_NODELAY, a gRPC answer written as headers + data waits for the
             // client's delayed ACK (~40 ms per read), as Go's net package never does.
@@ -203,7 +206,7 @@ async fn serve(
                     tracing::debug!(error = %e, "setting TCP_NODELAY");
                 }
             });
-            axum::serve(l, app).await
+            axum::serve(crate::authority::Listener(l), app).await
         }
     }
 }

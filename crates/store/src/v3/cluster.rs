@@ -272,7 +272,8 @@ impl pb::maintenance_server::Maintenance for Arc<Cluster> {
         Ok(Response::new(pb::HashKvResponse {
             header: Some(self.header()),
             hash: self.kv_hash(),
-            compact_revision: compact,
+            // etcd's store starts at -1 (never compacted); ours at 0.
+            compact_revision: if compact == 0 { -1 } else { compact },
         }))
     }
 }
