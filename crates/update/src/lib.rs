@@ -2,6 +2,7 @@
 //! server, and the update agent that writes the inactive USR slot.
 
 pub mod agent;
+mod http_error;
 pub mod locksmith;
 pub mod omaha;
 pub mod payload;

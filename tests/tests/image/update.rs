@@ -47,6 +47,10 @@ fn release_binary(package: &str, bin: &str) -> PathBuf {
 /// The signed payload of the image built as `version` (with `overlay` over its tree) into
 /// `target/images/<name>/`; an unchanged build is reused.
 fn build_release(name: &str, version: &str, overlay: Option<&Path>) -> PathBuf {
+    // The two update tests run at once and both want v2: builds share `target/` (its staging
+    // and the out dir), so they take turns, and the second finds the first's build unchanged.
+    static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let out_dir = workspace().join("target/images").join(name);
     let t = Instant::now();
     let mut c = cargo();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{url}: {source}")]
+    #[error("{url}: {}", crate::http_error::chain(source))]
     Http { url: String, source: reqwest::Error },
     #[error("{url}: server answered {status}")]
     Status { url: String, status: u16 },

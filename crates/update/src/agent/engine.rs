@@ -29,7 +29,7 @@ pub enum Error {
     },
     #[error("{path}: no {key}=")]
     Missing { path: PathBuf, key: &'static str },
-    #[error("asking {url}: {source}")]
+    #[error("asking {url}: {}", crate::http_error::chain(source))]
     Http { url: String, source: reqwest::Error },
     #[error("{url}: answered {status}: {body}")]
     Status {

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use update::server::{http, policy::Policy};
 
 #[derive(Parser)]
@@ -20,6 +20,9 @@ struct Cli {
         env = "FERRO_UPDATE_SERVER"
     )]
     server: String,
+    /// PEM file of the CA that signed an https:// --server's certificate (besides the system's).
+    #[arg(long, global = true, env = "FERRO_UPDATE_CACERT")]
+    cacert: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -52,6 +55,15 @@ enum Cmd {
         /// The Omaha application id served (default: CoreOS's).
         #[arg(long, default_value = update::server::policy::COREOS_APP_ID)]
         app_id: String,
+        /// Serve HTTPS with this PEM certificate chain (with --key-file).
+        #[arg(long, requires = "key_file")]
+        cert_file: Option<PathBuf>,
+        /// The PEM private key of --cert-file.
+        #[arg(long, requires = "cert_file")]
+        key_file: Option<PathBuf>,
+        /// Require client certificates signed by a CA in this PEM file (HTTPS only).
+        #[arg(long, requires = "cert_file")]
+        trusted_ca_file: Option<PathBuf>,
     },
     /// Publish a payload directory (read by the server: same machine), optionally to a channel.
     Publish {
@@ -89,9 +101,40 @@ enum Cmd {
     Status,
 }
 
-fn admin(server: &str, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
+/// The serve subcommand's TLS flags, named as etcd's (and ferro-store's) client side.
+const TLS_FLAGS: tls::Names = tls::Names {
+    side: "HTTPS",
+    cert: "--cert-file",
+    key: "--key-file",
+    ca: "--trusted-ca-file",
+    auth: "--trusted-ca-file",
+};
+
+/// The admin client: the system's CAs, and `--cacert` for a server with a private CA.
+fn admin_client(cacert: Option<&Path>) -> Result<reqwest::blocking::Client> {
+    let mut b = reqwest::blocking::Client::builder();
+    if let Some(path) = cacert {
+        let pem = std::fs::read(path).with_context(|| format!("--cacert {}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("--cacert {}: not PEM certificates", path.display()))?;
+        if certs.is_empty() {
+            bail!("--cacert {}: no certificate in it", path.display());
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().context("setting up the HTTP client")
+}
+
+fn admin(
+    server: &str,
+    cacert: Option<&Path>,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value> {
     let url = format!("{}{path}", server.trim_end_matches('/'));
-    let client = reqwest::blocking::Client::new();
+    let client = admin_client(cacert)?;
     let req = match body {
         Some(b) => client
             .post(&url)
@@ -108,7 +151,9 @@ fn admin(server: &str, path: &str, body: Option<serde_json::Value>) -> Result<se
     serde_json::from_str(&text).with_context(|| format!("{url}: not JSON: {text}"))
 }
 
-fn serve(listen: &str, config: http::Config) -> Result<()> {
+fn serve(listen: &str, config: http::Config, tls: tls::Flags) -> Result<()> {
+    // Certificate files are checked before anything listens, naming the flag and the path.
+    let tls = tls.server_config()?;
     let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
     rt.block_on(async {
         let app = http::router(config.clone())
@@ -117,14 +162,22 @@ fn serve(listen: &str, config: http::Config) -> Result<()> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
-        println!("ferro-update-server listening on http://{addr}");
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("serving HTTP")
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("ferro-update-server listening on {scheme}://{addr}");
+        tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), "serving");
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        match tls {
+            Some(cfg) => axum::serve(tls::TlsListener::new(listener, cfg)?, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .context("serving HTTPS"),
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .context("serving HTTP"),
+        }
     })
 }
 
@@ -137,6 +190,7 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     let s = &cli.server;
+    let ca = cli.cacert.as_deref();
     let out = match cli.cmd {
         Cmd::Serve {
             listen,
@@ -147,6 +201,9 @@ fn main() -> Result<()> {
             min_instances,
             fleetlock_max,
             app_id,
+            cert_file,
+            key_file,
+            trusted_ca_file,
         } => {
             if !(0.0..=1.0).contains(&max_failure_rate) {
                 bail!("--max-failure-rate {max_failure_rate} is not within 0–1");
@@ -161,39 +218,52 @@ fn main() -> Result<()> {
                 public_url,
                 trusted_keys_dir: trusted_keys,
                 fleetlock_max,
+                https: cert_file.is_some(),
             };
-            return serve(&listen, config);
+            let tls = tls::Flags {
+                names: &TLS_FLAGS,
+                client_cert_auth: trusted_ca_file.is_some(),
+                cert_file,
+                key_file,
+                trusted_ca_file,
+            };
+            return serve(&listen, config, tls);
         }
         Cmd::Publish { dir, channel } => {
             let dir = std::fs::canonicalize(&dir)
                 .with_context(|| format!("finding {}", dir.display()))?;
             admin(
                 s,
+                ca,
                 "/api/publish",
                 Some(serde_json::json!({ "dir": dir, "channel": channel })),
             )?
         }
         Cmd::Promote { version, channel } => admin(
             s,
+            ca,
             "/api/promote",
             Some(serde_json::json!({ "version": version, "channel": channel })),
         )?,
         Cmd::Rollout { group, percent } => admin(
             s,
+            ca,
             &format!("/api/groups/{group}"),
             Some(serde_json::json!({ "rollout_percent": percent })),
         )?,
         Cmd::Pause { group, resume } => admin(
             s,
+            ca,
             &format!("/api/groups/{group}"),
             Some(serde_json::json!({ "paused": !resume })),
         )?,
         Cmd::Group { name, channel } => admin(
             s,
+            ca,
             &format!("/api/groups/{name}"),
             Some(serde_json::json!({ "channel": channel })),
         )?,
-        Cmd::Status => admin(s, "/api/state", None)?,
+        Cmd::Status => admin(s, ca, "/api/state", None)?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

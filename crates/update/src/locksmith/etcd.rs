@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{url}: {source}")]
+    #[error("{url}: {}", crate::http_error::chain(source))]
     Http { url: String, source: reqwest::Error },
     #[error("{url}: answered {status}: {body}")]
     Status {

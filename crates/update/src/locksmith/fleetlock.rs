@@ -4,7 +4,7 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{url}: {source}")]
+    #[error("{url}: {}", crate::http_error::chain(source))]
     Http { url: String, source: reqwest::Error },
     #[error("{url}: refused ({status}): {body}")]
     Refused {

@@ -25,6 +25,8 @@ pub struct Config {
     pub trusted_keys_dir: Option<PathBuf>,
     /// FleetLock: how many nodes of a group may reboot at once.
     pub fleetlock_max: usize,
+    /// Served over TLS: payload URLs made from the Host header are `https://`.
+    pub https: bool,
 }
 
 pub struct Shared {
@@ -72,7 +74,12 @@ impl Shared {
     }
 }
 
-async fn omaha_post(AxState(sh): Ax, headers: HeaderMap, body: String) -> Response {
+async fn omaha_post(
+    AxState(sh): Ax,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     let req = match omaha::Request::parse(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -80,11 +87,14 @@ async fn omaha_post(AxState(sh): Ax, headers: HeaderMap, body: String) -> Respon
     let base = match &sh.config.public_url {
         Some(u) => u.trim_end_matches('/').to_string(),
         None => {
+            // HTTP/1.1 names the host in Host, HTTP/2 in the URI's authority.
             let host = headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
+                .or(uri.authority().map(|a| a.as_str()))
                 .unwrap_or("127.0.0.1");
-            format!("http://{host}")
+            let scheme = if sh.config.https { "https" } else { "http" };
+            format!("{scheme}://{host}")
         }
     };
     let codebase = format!("{base}/v1/payload");

@@ -12,6 +12,11 @@ pub struct Daemon {
 }
 
 pub fn daemon(m: &Machine, dir: &Path, name: &str) -> Daemon {
+    daemon_with_env(m, dir, name, &[])
+}
+
+/// A daemon with these environment variables set (e.g. `SSL_CERT_FILE`).
+pub fn daemon_with_env(m: &Machine, dir: &Path, name: &str, env: &[(&str, &Path)]) -> Daemon {
     let socket = dir.join(format!("{name}.sock"));
     let _ = std::fs::remove_file(&socket);
     let child = Command::new(env!("CARGO_BIN_EXE_update_engine"))
@@ -22,6 +27,7 @@ pub fn daemon(m: &Machine, dir: &Path, name: &str) -> Daemon {
         .arg("--socket")
         .arg(&socket)
         .args(["--initial-delay-secs", "3600"])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +25,8 @@ pub struct Server {
     pub proc: Proc,
     pub url: String,
     pub data_dir: PathBuf,
+    /// The CA the admin CLI trusts (an https server's).
+    pub cacert: Option<PathBuf>,
 }
 
 /// Starts `ferro-update-server serve` on a free port of 127.0.0.1.
@@ -45,13 +48,14 @@ pub fn server(data_dir: &Path, extra: &[&str]) -> Server {
         .trim()
         .rsplit(' ')
         .next()
-        .filter(|u| u.starts_with("http://"))
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
         .unwrap_or_else(|| panic!("server did not print its address: {line:?}"))
         .to_string();
     Server {
         proc,
         url,
         data_dir: data_dir.into(),
+        cacert: None,
     }
 }
 
@@ -61,6 +65,11 @@ impl Server {
         let out = Command::new(env!("CARGO_BIN_EXE_ferro-update-server"))
             .arg("--server")
             .arg(&self.url)
+            .args(
+                self.cacert
+                    .iter()
+                    .flat_map(|c| [OsStr::new("--cacert"), c.as_os_str()]),
+            )
             .args(args)
             .output()
             .expect("running ferro-update-server");
