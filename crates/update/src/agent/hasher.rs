@@ -44,6 +44,11 @@ impl Hasher {
         b
     }
 
+    /// A buffer the thread is done with, if any (for a producer elsewhere to refill).
+    pub fn recycled(&self) -> Option<Vec<u8>> {
+        self.back.try_recv().ok()
+    }
+
     /// Hashes `buf` (its whole length) after everything sent before.
     pub fn send(&self, buf: Vec<u8>) {
         if let Some(tx) = &self.tx {
