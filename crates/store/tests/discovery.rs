@@ -504,3 +504,81 @@ fn discovery_with_initial_cluster_is_refused_and_existing_data_skips_it() {
     m.wait_healthy(5);
     assert!(m.log().contains("ignoring --discovery"), "{}", m.log());
 }
+
+/// A forwarding HTTP proxy on loopback: relays every connection to `target` byte for byte and
+/// records each request's first line (absolute-form when sent through a proxy).
+fn proxy(target: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(client) = conn else { return };
+            let Ok(mut upstream) = std::net::TcpStream::connect(&target) else {
+                continue;
+            };
+            let log = std::sync::Arc::clone(&log);
+            let mut back = upstream.try_clone().unwrap();
+            let mut client_w = client.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut back, &mut client_w);
+            });
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(client);
+                loop {
+                    // One request: its line, its headers, its Content-Length of body.
+                    let mut head = String::new();
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).map_or(true, |n| n == 0) {
+                            return;
+                        }
+                        if head.is_empty() {
+                            log.lock().unwrap().push(line.trim().to_string());
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                        head.push_str(&line);
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if std::io::Read::read_exact(&mut r, &mut body).is_err()
+                        || upstream.write_all(head.as_bytes()).is_err()
+                        || upstream.write_all(&body).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn discovery_proxy_carries_the_discovery_traffic() {
+    let reg = Server::ours();
+    let durl = token(&reg, "proxied", "1");
+    let (addr, seen) = proxy(reg.url.trim_start_matches("http://").to_string());
+    // "host:port" without a scheme, which etcd takes as http://.
+    let mut m = Member::new(Kind::Ours, "p", &durl).arg(&format!("--discovery-proxy={addr}"));
+    m.spawn();
+    m.wait_healthy(30);
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.contains(&format!("GET {durl}/_config/size HTTP/1.1")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.starts_with(&format!("PUT {durl}/"))),
+        "{seen:?}"
+    );
+    assert_eq!(registry(&durl).len(), 1);
+}
