@@ -83,7 +83,7 @@ pub struct Config {
     /// Discovery URL used to bootstrap the cluster.
     #[arg(long, env = "ETCD_DISCOVERY")]
     pub discovery: Option<String>,
-    /// Expected behavior ('exit' or 'proxy') when discovery services fails (a full cluster);
+    /// What to do ('exit' or 'proxy') when discovery finds the cluster full;
     /// etcd's default is 'proxy', which ferro-store does not implement: it exits either way.
     #[arg(long, env = "ETCD_DISCOVERY_FALLBACK")]
     pub discovery_fallback: Option<String>,
