@@ -83,6 +83,16 @@ pub struct Config {
     /// Discovery URL used to bootstrap the cluster.
     #[arg(long, env = "ETCD_DISCOVERY")]
     pub discovery: Option<String>,
+    /// What to do ('exit' or 'proxy') when discovery finds the cluster full;
+    /// etcd's default is 'proxy', which ferro-store does not implement: it exits either way.
+    #[arg(long, env = "ETCD_DISCOVERY_FALLBACK")]
+    pub discovery_fallback: Option<String>,
+    /// HTTP proxy to use for traffic to discovery service.
+    #[arg(long, env = "ETCD_DISCOVERY_PROXY")]
+    pub discovery_proxy: Option<String>,
+    /// DNS domain name used to bootstrap the initial cluster (not supported).
+    #[arg(long, env = "ETCD_DISCOVERY_SRV")]
+    pub discovery_srv: Option<String>,
     /// Comma-separated origins for CORS.
     #[arg(long, env = "ETCD_CORS")]
     pub cors: Option<String>,
@@ -138,6 +148,12 @@ pub struct Config {
 pub enum ConfigError {
     #[error("{flag} is not supported by this version of ferro-store yet")]
     Unsupported { flag: &'static str },
+    #[error("multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"")]
+    ConflictBootstrapFlags,
+    #[error("--discovery-fallback must be exit or proxy, not {0:?}")]
+    DiscoveryFallback(String),
+    #[error("--discovery: {0}")]
+    Discovery(#[from] crate::discovery::DiscoveryError),
     #[error("invalid --initial-cluster entry {0:?} (expected name=http[s]://host:port)")]
     ClusterEntry(String),
     #[error("--initial-cluster does not name this member ({0:?})")]
@@ -172,6 +188,11 @@ impl Config {
         }))
     }
 
+    /// `--discovery`, unless empty (cloud-config may write `ETCD_DISCOVERY=`).
+    pub fn discovery_url(&self) -> Option<&str> {
+        given(&self.discovery)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir
             .clone()
@@ -183,10 +204,26 @@ impl Config {
     /// when they are given (warned at startup). The files themselves are checked by
     /// [`crate::tls`] when the server binds.
     pub fn check(&self) -> Result<(), ConfigError> {
-        if self.discovery.is_some() {
+        let bootstraps = [
+            self.discovery_url().is_some(),
+            given(&self.initial_cluster).is_some(),
+            given(&self.discovery_srv).is_some(),
+        ];
+        if bootstraps.iter().filter(|b| **b).count() > 1 {
+            return Err(ConfigError::ConflictBootstrapFlags);
+        }
+        if given(&self.discovery_srv).is_some() {
             return Err(ConfigError::Unsupported {
-                flag: "--discovery",
+                flag: "--discovery-srv",
             });
+        }
+        if let Some(f) = given(&self.discovery_fallback) {
+            if !matches!(f, "exit" | "proxy") {
+                return Err(ConfigError::DiscoveryFallback(f.to_string()));
+            }
+        }
+        if let Some(d) = self.discovery_url() {
+            crate::discovery::discovery_url(d)?;
         }
         let members = self.initial_members()?;
         if !members.iter().any(|(n, _)| *n == self.name) {
@@ -264,7 +301,7 @@ impl Config {
     /// member several URLs, as in etcd. Without the flag: this member alone, at its advertised
     /// peer URLs.
     pub fn initial_members(&self) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
-        let Some(c) = &self.initial_cluster else {
+        let Some(c) = given(&self.initial_cluster) else {
             return Ok(vec![(self.name.clone(), self.peer_urls())]);
         };
         let mut out: Vec<(String, Vec<String>)> = Vec::new();
@@ -303,6 +340,11 @@ pub struct Listen {
     pub addr: String,
     /// `https://`.
     pub tls: bool,
+}
+
+/// A flag's value unless absent or empty.
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|s| !s.is_empty())
 }
 
 fn listen(urls: &str) -> Result<Vec<Listen>, ConfigError> {
@@ -491,23 +533,66 @@ mod tests {
             ("peer_key_file", "ETCD_PEER_KEY_FILE"),
             ("peer_client_cert_auth", "ETCD_PEER_CLIENT_CERT_AUTH"),
             ("peer_trusted_ca_file", "ETCD_PEER_TRUSTED_CA_FILE"),
+            ("discovery", "ETCD_DISCOVERY"),
+            ("discovery_fallback", "ETCD_DISCOVERY_FALLBACK"),
+            ("discovery_proxy", "ETCD_DISCOVERY_PROXY"),
+            ("discovery_srv", "ETCD_DISCOVERY_SRV"),
         ] {
             assert_eq!(env(id).as_deref(), Some(var));
         }
     }
 
     #[test]
-    fn discovery_is_still_refused() {
-        let e = parse(&["--discovery", "http://x"])
+    fn discovery_flags_are_checked_as_etcd_does() {
+        let url = "http://127.0.0.1:2379/v2/keys/_etcd/registry/t";
+        parse(&["--discovery", url]).unwrap().check().unwrap();
+        parse(&["--discovery", url, "--discovery-fallback", "exit"])
+            .unwrap()
+            .check()
+            .unwrap();
+        let e = parse(&[
+            "--discovery",
+            url,
+            "--initial-cluster",
+            "default=http://1:2380",
+        ])
+        .unwrap()
+        .check()
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::ConflictBootstrapFlags), "{e}");
+        assert!(e
+            .to_string()
+            .starts_with("multiple discovery or bootstrap flags are set"));
+        let e = parse(&["--discovery-srv", "example.com"])
             .unwrap()
             .check()
             .unwrap_err();
-        assert!(matches!(
-            e,
-            ConfigError::Unsupported {
-                flag: "--discovery"
-            }
-        ));
+        assert!(
+            matches!(
+                e,
+                ConfigError::Unsupported {
+                    flag: "--discovery-srv"
+                }
+            ),
+            "{e}"
+        );
+        let e = parse(&["--discovery", url, "--discovery-fallback", "retry"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--discovery-fallback must be exit or proxy, not \"retry\""
+        );
+        let e = parse(&["--discovery", "discovery.etcd.io/abc"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(e.to_string().contains("discovery: invalid URL"), "{e}");
+        // Empty values (cloud-config's `discovery: ''`) are no discovery.
+        let c = parse(&["--discovery=", "--initial-cluster=default=http://1:2380"]).unwrap();
+        c.check().unwrap();
+        assert_eq!(c.discovery_url(), None);
     }
 
     #[test]

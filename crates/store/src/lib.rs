@@ -5,6 +5,7 @@
 pub mod authority;
 pub mod config;
 pub mod core;
+pub mod discovery;
 pub mod loadgen;
 pub mod member;
 pub mod notify;

@@ -25,6 +25,7 @@ pub struct Server {
 impl Server {
     pub async fn bind(cfg: &Config) -> anyhow::Result<Server> {
         cfg.check()?;
+        let cfg = &discover(cfg).await?;
         // Every TLS file in use is read and checked before anything listens: the client files
         // when a client URL is https (etcd ignores them otherwise), the peer files always, as
         // the peer client presents them to https peers.
@@ -289,6 +290,79 @@ async fn ask_cluster_id(
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
+
+/// With `--discovery`: the config with the cluster the discovery service formed as
+/// `--initial-cluster` (found the first time, then kept in the data dir) and the discovery URL as
+/// the cluster token, as etcd does; member IDs derive from it. A data dir that has a member
+/// already (etcd: a WAL) is a restart: no discovery.
+async fn discover(cfg: &Config) -> anyhow::Result<Config> {
+    use crate::discovery::{cluster_string, Backoff, Discovery, DiscoveryError};
+    let Some(durl) = cfg.discovery_url() else {
+        return Ok(cfg.clone());
+    };
+    let mut cfg = cfg.clone();
+    cfg.discovery = None;
+    cfg.initial_cluster_token = durl.to_string();
+    let dir = cfg.data_dir().join("member");
+    let saved = dir.join(DISCOVERED);
+    if let Ok(text) = std::fs::read_to_string(&saved) {
+        tracing::info!(cluster = text.trim(), "using the cluster discovered before");
+        cfg.initial_cluster = Some(text.trim().to_string());
+        return Ok(cfg);
+    }
+    if dir.join("raft.redb").exists() {
+        tracing::info!(data_dir = %cfg.data_dir().display(), "the data dir has a member already: ignoring --discovery");
+        return Ok(cfg);
+    }
+    anyhow::ensure!(
+        cfg.initial_cluster_state == "new",
+        "--discovery bootstraps a new cluster: --initial-cluster-state {} cannot be used with it",
+        cfg.initial_cluster_state
+    );
+    let own = vec![(cfg.name.clone(), cfg.peer_urls())];
+    let id = Member::new(&cfg.name, cfg.peer_urls(), Vec::new(), durl).id;
+    tracing::info!(discovery_url = durl, member_id = %format!("{id:x}"), "joining the discovery cluster");
+    let joined = match Discovery::new(durl, cfg.discovery_proxy.as_deref(), id, Backoff::default())
+    {
+        Ok(mut d) => d.join_cluster(&cluster_string(&own)).await,
+        Err(e) => Err(e),
+    };
+    let members = match joined {
+        Ok(m) => m,
+        Err(e) => {
+            for hint in e.hints(&cfg.name, durl, &cfg.data_dir()) {
+                tracing::warn!("{hint}");
+            }
+            if matches!(e, DiscoveryError::FullCluster)
+                && cfg.discovery_fallback.as_deref() != Some("exit")
+            {
+                tracing::warn!("--discovery-fallback is proxy (etcd's default), but ferro-store does not run as a proxy: exiting as with --discovery-fallback=exit");
+            }
+            return Err(
+                anyhow::Error::new(e).context(format!("failed to join discovery cluster {durl}"))
+            );
+        }
+    };
+    let text = cluster_string(&members);
+    tracing::info!(cluster = %text, "discovered the initial cluster");
+    // Kept before anything else is written, so that a restart before the cluster's first entry
+    // bootstraps with the same members (the registration cannot be made again).
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!("{DISCOVERED}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, format!("{text}\n").as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &saved)?;
+        std::fs::File::open(&dir)?.sync_all()
+    };
+    write().with_context(|| format!("writing {}", saved.display()))?;
+    cfg.initial_cluster = Some(text);
+    Ok(cfg)
+}
+
+/// The file in `<data-dir>/member` with the cluster discovery found (`--initial-cluster` syntax).
+const DISCOVERED: &str = "discovered-cluster";
 
 /// Publishes this member's name and client URLs through the log (until it succeeds), so that
 /// every member lists them, as etcd's publish does.
