@@ -1,7 +1,5 @@
 //! Who this member is: name, IDs, URLs, start time (for `/v2/members`, stats and headers).
 
-use std::hash::{Hash, Hasher};
-
 #[derive(Debug, Clone)]
 pub struct Member {
     pub name: String,
@@ -15,11 +13,18 @@ pub struct Member {
     pub token: String,
 }
 
-/// A stable 64-bit ID from strings (etcd derives IDs by hashing the same inputs).
+/// A stable 64-bit ID from strings (etcd derives IDs by hashing the same inputs): the first 8
+/// bytes of a SHA-256 over the length-prefixed parts. Not std's `DefaultHasher`, whose output
+/// may change between Rust releases: members built by different toolchains must agree.
 fn id_of(parts: &[&str]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    parts.hash(&mut h);
-    h.finish()
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    let digest = h.finalize();
+    u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 has 32 bytes"))
 }
 
 impl Member {

@@ -49,6 +49,7 @@ impl Server {
         let mut member = Member::new(&cfg.name, own_urls, cfg.advertise_client_urls(), token);
         let ids: Vec<u64> = initial.iter().map(|(id, _)| *id).collect();
         member.set_cluster(&ids, token);
+        member.id = member_id(&data_dir, member.id)?;
         member.cluster_id = cluster_id(cfg, &data_dir, &initial, &member, &net).await?;
         let member = Arc::new(member);
         let (cluster_id, member_id) = (member.cluster_id, member.id);
@@ -265,6 +266,33 @@ async fn cluster_id(
     std::fs::write(&path, format!("{id:x}\n"))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(id)
+}
+
+/// This member's ID: the one the data dir was created with (etcd keeps it in the WAL), else
+/// `computed` (from the flags), recorded for the next start. A restart with other flags (a
+/// `--discovery` URL or token instead of the `--initial-cluster` it was started with) stays the
+/// same member instead of becoming a stranger to its own log.
+fn member_id(data_dir: &std::path::Path, computed: u64) -> anyhow::Result<u64> {
+    let dir = data_dir.join("member");
+    let path = dir.join("member-id");
+    // Only a data dir with a log is a member already: a start that failed before it (a join
+    // with a wrong peer URL) must not pin the ID its flags made.
+    let has_log = dir.join("raft.redb").exists();
+    if let Some(text) = has_log
+        .then(|| std::fs::read_to_string(&path).ok())
+        .flatten()
+    {
+        let id = u64::from_str_radix(text.trim(), 16)
+            .with_context(|| format!("reading the member ID in {}", path.display()))?;
+        if id != computed {
+            tracing::info!(member_id = %format!("{id:x}"), from = %path.display(), "the data dir has a member already: keeping its ID (the flags would make {computed:x})");
+        }
+        return Ok(id);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&path, format!("{computed:x}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(computed)
 }
 
 /// Asks the other members of `--initial-cluster` for the cluster ID, for up to 30 s.

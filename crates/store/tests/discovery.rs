@@ -238,26 +238,32 @@ fn forms_a_cluster(registry_server: &Server, kind: Kind) -> (String, Vec<Member>
         .collect::<Vec<_>>()
         .join(",");
 
-    // One leader, the same for all.
-    let status: serde_json::Value =
-        serde_json::from_str(&etcdctl(&all, &["endpoint", "status", "-w", "json"])).unwrap();
-    let leaders: Vec<u64> = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["Status"]["leader"].as_u64().unwrap())
-        .collect();
-    let ids: Vec<u64> = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["Status"]["header"]["member_id"].as_u64().unwrap())
-        .collect();
-    assert_eq!(leaders.len(), 3);
-    assert!(
-        leaders.iter().all(|l| *l == leaders[0]) && ids.contains(&leaders[0]),
-        "leaders {leaders:?}, members {ids:?}"
-    );
+    // One leader, the same for all. Each member was healthy (it had a leader), but an election
+    // right after could still be settling: poll briefly rather than read a single status.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: serde_json::Value =
+            serde_json::from_str(&etcdctl(&all, &["endpoint", "status", "-w", "json"])).unwrap();
+        let statuses = status.as_array().unwrap();
+        assert_eq!(statuses.len(), 3, "{status}");
+        // A leader of 0 (none known) is left out of the JSON, as protobuf's default.
+        let leaders: Vec<u64> = statuses
+            .iter()
+            .map(|s| s["Status"]["leader"].as_u64().unwrap_or(0))
+            .collect();
+        let ids: Vec<u64> = statuses
+            .iter()
+            .map(|s| s["Status"]["header"]["member_id"].as_u64().unwrap())
+            .collect();
+        if leaders.iter().all(|l| *l == leaders[0]) && ids.contains(&leaders[0]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader: leaders {leaders:?}, members {ids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // A write through one is read on the others (serializable: from their own state).
     etcdctl(&members[0].url, &["put", "/discovered", "yes"]);
@@ -497,12 +503,16 @@ fn discovery_with_initial_cluster_is_refused_and_existing_data_skips_it() {
     m.env.clear();
     m.spawn();
     m.wait_healthy(20);
+    let members = |m: &Member| etcdctl(&m.url, &["member", "list"]);
+    let before = members(&m);
     m.kill();
     m.args.retain(|a| *a != initial);
     m.args.push(format!("--discovery={durl}"));
     m.spawn();
     m.wait_healthy(5);
     assert!(m.log().contains("ignoring --discovery"), "{}", m.log());
+    // Still the same member (its ID from the data dir, not from the discovery URL).
+    assert_eq!(members(&m), before);
 }
 
 /// A forwarding HTTP proxy on loopback: relays every connection to `target` byte for byte and

@@ -35,8 +35,20 @@ pub async fn version() -> Response {
     res
 }
 
-pub async fn health() -> Response {
-    r#"{"health":"true"}"#.into_response()
+/// etcd 3.4's `/health`: healthy only with a leader and a linearizable read completing within
+/// a second; otherwise `{"health":"false"}` with 503, so a load balancer or a script polling it
+/// does not send clients to a member that cannot serve them yet.
+pub async fn health(State(ctx): State<Ctx>) -> Response {
+    let healthy = ctx.core.leader_id().is_some()
+        && matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(1), ctx.core.read_barrier()).await,
+            Ok(Ok(()))
+        );
+    if healthy {
+        r#"{"health":"true"}"#.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, r#"{"health":"false"}"#).into_response()
+    }
 }
 
 pub async fn not_found() -> Response {
