@@ -11,7 +11,7 @@ use store::v3::pb::etcdserverpb::{kv_client::KvClient, RangeRequest};
 
 fn spec(url: &str, op: Op, clients: usize) -> Spec {
     Spec {
-        endpoint: url.to_string(),
+        endpoints: vec![url.to_string()],
         op,
         clients,
         conns: 2,
@@ -42,6 +42,10 @@ fn puts_and_reads_complete_without_errors() {
             assert!(r.ops > 0, "{op:?}");
             assert!(r.p50_ms <= r.p99_ms, "{op:?}: {r:?}");
         }
+        // Every watcher saw every put of the writer.
+        let r = loadgen::run(&spec(&s.url, Op::Watch, 5)).await.unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(r.ops > 0 && r.ops % 5 == 0, "{r:?}");
         // The fill and the puts really landed: every key of the space has a value.
         let ch = tonic::transport::Endpoint::from_shared(s.url.clone())
             .unwrap()
