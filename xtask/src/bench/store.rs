@@ -221,14 +221,26 @@ fn measure(
     work: &Path,
     secs: f64,
 ) -> Result<Vec<Row>> {
-    let mut ours = start("ferro-store", ours_bin, work, size)?;
-    let mut peer = start("etcd", etcd, work, size)?;
-    let mut rows = Vec::new();
+    let ours = start("ferro-store", ours_bin, work, size)?;
+    let peer = start("etcd", etcd, work, size)?;
     let prefix = if size == 1 {
         "store 1 member".to_string()
     } else {
         format!("store {size} members")
     };
+    compare(ours, peer, &prefix, loadgen, secs)
+}
+
+/// Every phase against `ours` and `peer`, alternating which goes first; the rows.
+fn compare(
+    mut ours: Cluster,
+    mut peer: Cluster,
+    prefix: &str,
+    loadgen: &Path,
+    secs: f64,
+) -> Result<Vec<Row>> {
+    let size = ours.urls.len();
+    let mut rows = Vec::new();
     for (i, p) in PHASES.iter().enumerate() {
         let (o, e) = if i % 2 == 0 {
             let o = load(&ours, loadgen, p, secs)?;
@@ -304,10 +316,21 @@ pub fn run() -> Result<Vec<Row>> {
     };
     let (ours_bin, loadgen) = build()?;
     // On the disk (not a tmpfs): fsync must cost what it costs.
+    std::fs::create_dir_all(crate::paths::target())?;
     let work = tempfile::Builder::new()
         .prefix("bench-store-")
         .tempdir_in(crate::paths::target())?;
-    let mut rows = measure(1, &ours_bin, etcd, &loadgen, work.path(), secs)?;
-    rows.extend(measure(3, &ours_bin, etcd, &loadgen, work.path(), secs)?);
+    let mut rows = Vec::new();
+    for size in [1, 3] {
+        rows.extend(measure(size, &ours_bin, etcd, &loadgen, work.path(), secs)?);
+        // Another build of ours (an older commit's), measured the same way against etcd in the
+        // same run: what a change bought.
+        if let Some(before) = std::env::var_os("FERRO_BENCH_STORE_BEFORE") {
+            let before = start("ferro-store-before", Path::new(&before), work.path(), size)?;
+            let peer = start("etcd-again", etcd, work.path(), size)?;
+            let prefix = format!("(before) store x{size}");
+            rows.extend(compare(before, peer, &prefix, &loadgen, secs)?);
+        }
+    }
     Ok(rows)
 }
