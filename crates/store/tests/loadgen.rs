@@ -42,10 +42,6 @@ fn puts_and_reads_complete_without_errors() {
             assert!(r.ops > 0, "{op:?}");
             assert!(r.p50_ms <= r.p99_ms, "{op:?}: {r:?}");
         }
-        // Every watcher saw every put of the writer.
-        let r = loadgen::run(&spec(&s.url, Op::Watch, 5)).await.unwrap();
-        assert_eq!(r.errors, 0, "{r:?}");
-        assert!(r.ops > 0 && r.ops % 5 == 0, "{r:?}");
         // The fill and the puts really landed: every key of the space has a value.
         let ch = tonic::transport::Endpoint::from_shared(s.url.clone())
             .unwrap()
@@ -63,6 +59,10 @@ fn puts_and_reads_complete_without_errors() {
             .unwrap()
             .into_inner();
         assert_eq!(r.count, 20);
+        // Every watcher saw every put of the writer.
+        let r = loadgen::run(&spec(&s.url, Op::Watch, 5)).await.unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(r.ops > 0 && r.ops % 5 == 0, "{r:?}");
     });
 }
 
