@@ -26,6 +26,9 @@ use crate::state::{Command, Output, State};
 const MAX_BATCH: usize = 1024;
 /// How long a write or a linearizable read waits for a leader before failing.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// redb's page cache (its default is 1 GiB, filled by every log page written): the log is read
+/// back just after it is written (applying, replicating), so recent pages are all it needs.
+const DB_CACHE: usize = 4 << 20;
 /// How long a proposer waits for its committed entry to be applied locally.
 const APPLY_WAIT: Duration = Duration::from_secs(30);
 
@@ -137,8 +140,11 @@ impl Core {
         let dir = data_dir.join("member");
         std::fs::create_dir_all(&dir).map_err(|e| CoreError::CreateDir(dir.clone(), e))?;
         let path = dir.join("raft.redb");
-        let db =
-            Arc::new(redb::Database::create(&path).map_err(|e| CoreError::Open(path.clone(), e))?);
+        let db = redb::Database::builder()
+            .set_cache_size(DB_CACHE)
+            .create(&path)
+            .map_err(|e| CoreError::Open(path.clone(), e))?;
+        let db = Arc::new(db);
         let mut log = LogStore::open(Arc::clone(&db))?;
         let (mut state, mut last_applied, mut membership) =
             (State::default(), None, StoredMembership::default());

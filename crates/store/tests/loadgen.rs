@@ -11,7 +11,7 @@ use store::v3::pb::etcdserverpb::{kv_client::KvClient, RangeRequest};
 
 fn spec(url: &str, op: Op, clients: usize) -> Spec {
     Spec {
-        endpoint: url.to_string(),
+        endpoints: vec![url.to_string()],
         op,
         clients,
         conns: 2,
@@ -59,6 +59,10 @@ fn puts_and_reads_complete_without_errors() {
             .unwrap()
             .into_inner();
         assert_eq!(r.count, 20);
+        // Every watcher saw every put of the writer.
+        let r = loadgen::run(&spec(&s.url, Op::Watch, 5)).await.unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(r.ops > 0 && r.ops % 5 == 0, "{r:?}");
     });
 }
 

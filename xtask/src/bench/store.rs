@@ -1,7 +1,13 @@
 //! `cargo xtask bench store`: our v3 load generator (`ferro-store-bench`) drives Debian's etcd 3.4
-//! and the release-built ferro-store, each started the same way (single member, fsync on, data dir
-//! on the same disk), one after the other in the same run: put throughput and latency with 1 and
-//! 100 clients, linearizable and serializable range reads, then each server's resident memory.
+//! and the release-built ferro-store, each started the same way (etcd's flags, fsync on, data
+//! dirs on the same disk), first as one member, then as three members on loopback: put
+//! throughput and latency with 1 and 100 clients, linearizable and serializable range reads,
+//! watch fan-out (100 watch streams, one writer), then each server's resident memory.
+//!
+//! Both servers run side by side and every phase is run against one, then the other, before the
+//! next phase (the order alternates), so that a busy machine slows both alike. On three members
+//! the clients' connections are spread over the members' client URLs, as etcd's benchmark tool
+//! does; the watch writer talks to the first member.
 
 use super::Row;
 use anyhow::{bail, Context, Result};
@@ -17,6 +23,8 @@ struct Phase {
     op: &'static str,
     clients: usize,
     conns: usize,
+    /// The unit of the throughput row.
+    unit: &'static str,
 }
 
 const PHASES: &[Phase] = &[
@@ -25,24 +33,35 @@ const PHASES: &[Phase] = &[
         op: "put",
         clients: 1,
         conns: 1,
+        unit: "ops/s",
     },
     Phase {
         label: "put, 100 clients",
         op: "put",
         clients: 100,
         conns: 10,
+        unit: "ops/s",
     },
     Phase {
         label: "range linearizable, 100 clients",
         op: "range",
         clients: 100,
         conns: 10,
+        unit: "ops/s",
     },
     Phase {
         label: "range serializable, 100 clients",
         op: "range-serializable",
         clients: 100,
         conns: 10,
+        unit: "ops/s",
+    },
+    Phase {
+        label: "watch, 100 watchers, 1 writer",
+        op: "watch",
+        clients: 100,
+        conns: 10,
+        unit: "events/s",
     },
 ];
 
@@ -57,7 +76,6 @@ struct Report {
 /// A server process that is killed when dropped, so a failed bench leaves nothing running.
 struct Running {
     child: Child,
-    url: String,
 }
 
 impl Drop for Running {
@@ -67,33 +85,86 @@ impl Drop for Running {
     }
 }
 
+/// One server's cluster: its members and their client URLs.
+struct Cluster {
+    name: String,
+    members: Vec<Running>,
+    urls: Vec<String>,
+    logs: Vec<PathBuf>,
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-/// Starts `bin` with etcd's flags for a one-member cluster on free loopback ports.
-fn start(bin: &Path, data_dir: &Path, log: &Path) -> Result<Running> {
-    let (client, peer) = (free_port()?, free_port()?);
-    let url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let log = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let child = Command::new(bin)
-        .arg("--name=bench")
-        .arg(format!("--data-dir={}", data_dir.display()))
-        .arg(format!("--listen-client-urls={url}"))
-        .arg(format!("--advertise-client-urls={url}"))
-        .arg(format!("--listen-peer-urls={peer_url}"))
-        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-        .arg(format!("--initial-cluster=bench={peer_url}"))
-        .arg("--log-level=error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    Ok(Running { child, url })
+/// Starts `size` members of `bin` with etcd's flags for a new cluster on free loopback ports.
+fn start(name: &str, bin: &Path, work: &Path, size: usize) -> Result<Cluster> {
+    let mut ports = Vec::new();
+    for _ in 0..size {
+        ports.push((free_port()?, free_port()?));
+    }
+    let initial: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+        .collect();
+    let initial = initial.join(",");
+    let mut cluster = Cluster {
+        name: name.to_string(),
+        members: Vec::new(),
+        urls: Vec::new(),
+        logs: Vec::new(),
+    };
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let data_dir = work.join(format!("{name}-{size}-m{i}"));
+        let log = crate::paths::target().join(format!("bench/store-{name}-{size}-m{i}.log"));
+        std::fs::create_dir_all(log.parent().expect("bench/ has a parent"))?;
+        let logf =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(bin)
+            .arg(format!("--name=m{i}"))
+            .arg(format!("--data-dir={}", data_dir.display()))
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster={initial}"))
+            .arg("--initial-cluster-state=new")
+            .arg("--log-level=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        cluster.members.push(Running { child });
+        cluster.urls.push(url);
+        cluster.logs.push(log);
+    }
+    Ok(cluster)
+}
+
+impl Cluster {
+    fn check_alive(&mut self) -> Result<()> {
+        for (m, log) in self.members.iter_mut().zip(&self.logs) {
+            if let Some(status) = m.child.try_wait()? {
+                bail!(
+                    "{} exited during the bench ({status}); see {}",
+                    self.name,
+                    log.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The members' resident memory, summed.
+    fn rss_kib(&self) -> Result<u64> {
+        self.members.iter().map(|m| vm_rss_kib(m.child.id())).sum()
+    }
 }
 
 fn vm_rss_kib(pid: u32) -> Result<u64> {
@@ -105,44 +176,115 @@ fn vm_rss_kib(pid: u32) -> Result<u64> {
         .context("no VmRSS in /proc/PID/status")
 }
 
-/// Everything measured on one server.
-struct Figures {
-    phases: Vec<Report>,
-    rss_kib: u64,
-}
-
-fn measure(name: &str, server: &Path, loadgen: &Path, work: &Path, secs: f64) -> Result<Figures> {
-    let data = work.join(format!("{name}-data"));
-    let log = crate::paths::target().join(format!("bench/store-{name}.log"));
-    std::fs::create_dir_all(log.parent().expect("bench/ has a parent"))?;
-    let mut running = start(server, &data, &log)?;
-    let mut phases = Vec::new();
-    for p in PHASES {
-        eprintln!("bench store: {name}: {} ({secs} s)", p.label);
-        let out = crate::cmd::output(
-            Command::new(loadgen)
-                .arg(format!("--endpoint={}", running.url))
-                .arg(format!("--op={}", p.op))
-                .arg(format!("--clients={}", p.clients))
-                .arg(format!("--conns={}", p.conns))
-                .arg(format!("--seconds={secs}")),
+fn load(cluster: &Cluster, loadgen: &Path, p: &Phase, secs: f64) -> Result<Report> {
+    eprintln!(
+        "bench store: {} x{}: {} ({secs} s)",
+        cluster.name,
+        cluster.urls.len(),
+        p.label
+    );
+    let out = crate::cmd::output(
+        Command::new(loadgen)
+            .arg(format!("--endpoints={}", cluster.urls.join(",")))
+            .arg(format!("--op={}", p.op))
+            .arg(format!("--clients={}", p.clients))
+            .arg(format!("--conns={}", p.conns))
+            .arg(format!("--seconds={secs}")),
+    )
+    .with_context(|| {
+        format!(
+            "load on {} (server logs: {})",
+            cluster.name,
+            cluster.logs[0].display()
         )
-        .with_context(|| format!("load on {name} (server log: {})", log.display()))?;
-        let r: Report = serde_json::from_str(out.trim())
-            .with_context(|| format!("parsing the load generator's report {out:?}"))?;
-        if r.errors > 0 {
-            eprintln!("bench store: {name}: {} failed requests", r.errors);
-        }
-        phases.push(r);
-    }
-    if let Some(status) = running.child.try_wait()? {
-        bail!(
-            "{name} exited during the bench ({status}); see {}",
-            log.display()
+    })?;
+    let r: Report = serde_json::from_str(out.trim())
+        .with_context(|| format!("parsing the load generator's report {out:?}"))?;
+    if r.errors > 0 {
+        eprintln!(
+            "bench store: {} x{}: {}: {} failed requests or missed events",
+            cluster.name,
+            cluster.urls.len(),
+            p.label,
+            r.errors
         );
     }
-    let rss_kib = vm_rss_kib(running.child.id())?;
-    Ok(Figures { phases, rss_kib })
+    Ok(r)
+}
+
+/// Every phase against both clusters of `size` members; the rows.
+fn measure(
+    size: usize,
+    ours_bin: &Path,
+    etcd: &Path,
+    loadgen: &Path,
+    work: &Path,
+    secs: f64,
+) -> Result<Vec<Row>> {
+    let ours = start("ferro-store", ours_bin, work, size)?;
+    let peer = start("etcd", etcd, work, size)?;
+    let prefix = if size == 1 {
+        "store 1 member".to_string()
+    } else {
+        format!("store {size} members")
+    };
+    compare(ours, peer, &prefix, loadgen, secs)
+}
+
+/// Every phase against `ours` and `peer`, alternating which goes first; the rows.
+fn compare(
+    mut ours: Cluster,
+    mut peer: Cluster,
+    prefix: &str,
+    loadgen: &Path,
+    secs: f64,
+) -> Result<Vec<Row>> {
+    let size = ours.urls.len();
+    let mut rows = Vec::new();
+    for (i, p) in PHASES.iter().enumerate() {
+        let (o, e) = if i % 2 == 0 {
+            let o = load(&ours, loadgen, p, secs)?;
+            (o, load(&peer, loadgen, p, secs)?)
+        } else {
+            let e = load(&peer, loadgen, p, secs)?;
+            (load(&ours, loadgen, p, secs)?, e)
+        };
+        let what = p.label;
+        let latency = if p.op == "watch" { "delivery " } else { "" };
+        rows.push(Row::new(
+            &format!("{prefix} {what} ({})", p.unit),
+            format!("{:.0}", o.ops_per_sec),
+            format!("{:.0}", e.ops_per_sec),
+            Some(o.ops_per_sec / e.ops_per_sec),
+        ));
+        rows.push(Row::new(
+            &format!("{prefix} {what} {latency}p50"),
+            format!("{:.2} ms", o.p50_ms),
+            format!("{:.2} ms", e.p50_ms),
+            Some(o.p50_ms / e.p50_ms),
+        ));
+        rows.push(Row::new(
+            &format!("{prefix} {what} {latency}p99"),
+            format!("{:.2} ms", o.p99_ms),
+            format!("{:.2} ms", e.p99_ms),
+            Some(o.p99_ms / e.p99_ms),
+        ));
+    }
+    ours.check_alive()?;
+    peer.check_alive()?;
+    let (o, e) = (ours.rss_kib()?, peer.rss_kib()?);
+    let what = if size == 1 {
+        format!("{prefix} resident memory after the load")
+    } else {
+        format!("{prefix} resident memory after the load (sum)")
+    };
+    rows.push(Row::new(
+        &what,
+        format!("{:.1} MiB", o as f64 / 1024.0),
+        format!("{:.1} MiB", e as f64 / 1024.0),
+        Some(o as f64 / e as f64),
+    ));
+    Ok(rows)
 }
 
 /// Builds the release ferro-store and the load generator; returns their paths.
@@ -174,39 +316,21 @@ pub fn run() -> Result<Vec<Row>> {
     };
     let (ours_bin, loadgen) = build()?;
     // On the disk (not a tmpfs): fsync must cost what it costs.
+    std::fs::create_dir_all(crate::paths::target())?;
     let work = tempfile::Builder::new()
         .prefix("bench-store-")
         .tempdir_in(crate::paths::target())?;
-    let ours = measure("ferro-store", &ours_bin, &loadgen, work.path(), secs)?;
-    let peer = measure("etcd", etcd, &loadgen, work.path(), secs)?;
-
     let mut rows = Vec::new();
-    for (i, p) in PHASES.iter().enumerate() {
-        let (o, e) = (&ours.phases[i], &peer.phases[i]);
-        rows.push(Row::new(
-            &format!("store {} (ops/s)", p.label),
-            format!("{:.0}", o.ops_per_sec),
-            format!("{:.0}", e.ops_per_sec),
-            Some(o.ops_per_sec / e.ops_per_sec),
-        ));
-        rows.push(Row::new(
-            &format!("store {} p50", p.label),
-            format!("{:.2} ms", o.p50_ms),
-            format!("{:.2} ms", e.p50_ms),
-            Some(o.p50_ms / e.p50_ms),
-        ));
-        rows.push(Row::new(
-            &format!("store {} p99", p.label),
-            format!("{:.2} ms", o.p99_ms),
-            format!("{:.2} ms", e.p99_ms),
-            Some(o.p99_ms / e.p99_ms),
-        ));
+    for size in [1, 3] {
+        rows.extend(measure(size, &ours_bin, etcd, &loadgen, work.path(), secs)?);
+        // Another build of ours (an older commit's), measured the same way against etcd in the
+        // same run: what a change bought.
+        if let Some(before) = std::env::var_os("FERRO_BENCH_STORE_BEFORE") {
+            let before = start("ferro-store-before", Path::new(&before), work.path(), size)?;
+            let peer = start("etcd-again", etcd, work.path(), size)?;
+            let prefix = format!("(before) store x{size}");
+            rows.extend(compare(before, peer, &prefix, &loadgen, secs)?);
+        }
     }
-    rows.push(Row::new(
-        "store resident memory after the load",
-        format!("{:.1} MiB", ours.rss_kib as f64 / 1024.0),
-        format!("{:.1} MiB", peer.rss_kib as f64 / 1024.0),
-        Some(ours.rss_kib as f64 / peer.rss_kib as f64),
-    ));
     Ok(rows)
 }

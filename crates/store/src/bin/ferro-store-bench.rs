@@ -1,5 +1,6 @@
 //! `ferro-store-bench`: the v3 load generator behind `cargo xtask bench store`. Prints one JSON
-//! report (ops, errors, ops_per_sec, p50_ms, p99_ms) on stdout.
+//! report (ops, errors, ops_per_sec, p50_ms, p99_ms) on stdout; for `--op watch` the ops are
+//! events received and the latencies those of delivery (put acknowledged to event received).
 
 use std::time::Duration;
 
@@ -10,10 +11,17 @@ use store::loadgen::{self, Op, Spec};
 #[derive(Parser)]
 #[command(about = "Drive an etcd v3 endpoint with puts or range reads and report latency")]
 struct Cli {
-    /// The client URL, e.g. http://127.0.0.1:2379.
-    #[arg(long)]
-    endpoint: String,
-    /// put, range (linearizable) or range-serializable.
+    /// Client URLs, comma-separated, e.g. http://127.0.0.1:2379: connection `i` goes to the
+    /// `i % n`-th (the watch writer to the first).
+    #[arg(
+        long = "endpoints",
+        alias = "endpoint",
+        value_delimiter = ',',
+        required = true
+    )]
+    endpoints: Vec<String>,
+    /// put, range (linearizable), range-serializable, or watch (`clients` watch streams on one
+    /// prefix, one writer putting under it).
     #[arg(long, default_value = "put")]
     op: String,
     #[arg(long, default_value_t = 1)]
@@ -42,10 +50,11 @@ fn main() -> anyhow::Result<()> {
             serializable: false,
         },
         "range-serializable" => Op::Range { serializable: true },
-        other => anyhow::bail!("unknown --op {other:?} (put, range, range-serializable)"),
+        "watch" => Op::Watch,
+        other => anyhow::bail!("unknown --op {other:?} (put, range, range-serializable, watch)"),
     };
     let spec = Spec {
-        endpoint: cli.endpoint,
+        endpoints: cli.endpoints,
         op,
         clients: cli.clients,
         conns: cli.conns,
@@ -55,7 +64,9 @@ fn main() -> anyhow::Result<()> {
     };
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let report = rt.block_on(async {
-        loadgen::wait_ready(&spec.endpoint, Duration::from_secs_f64(cli.wait_seconds)).await?;
+        for e in &spec.endpoints {
+            loadgen::wait_ready(e, Duration::from_secs_f64(cli.wait_seconds)).await?;
+        }
         if cli.fill {
             loadgen::fill(&spec).await?;
         }

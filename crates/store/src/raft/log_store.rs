@@ -21,6 +21,9 @@ const PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// The committed index openraft last told us, not yet written: it goes in the next
+    /// append's transaction (see [`LogStore::save_committed`]).
+    committed: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -37,7 +40,10 @@ impl LogStore {
         txn.open_table(LOG)?;
         txn.open_table(META)?;
         txn.commit()?;
-        Ok(LogStore { db })
+        Ok(LogStore {
+            db,
+            committed: Default::default(),
+        })
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -122,22 +128,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(VOTE)
     }
 
-    /// A hint for replay at restart, not a promise: written without its own fsync (it reaches
-    /// the disk with the next log append). If it is behind after a crash, the leader's next
-    /// commit re-applies the rest; a lone member waits for that before serving.
+    /// A hint for replay at restart, not a promise: kept here and written in the next log
+    /// append's transaction (no transaction, no fsync of its own). If it is behind after a
+    /// crash or a stop, the leader's next commit re-applies the rest (a new leader commits a
+    /// blank entry at once); a lone member waits for that before serving.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&committed).map_err(write_err)?;
-        let mut txn = self.db.begin_write().map_err(write_err)?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(write_err)?;
-        txn.open_table(META)
-            .map_err(write_err)?
-            .insert(COMMITTED, bytes.as_slice())
-            .map_err(write_err)?;
-        txn.commit().map_err(write_err)
+        *self.committed.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        let pending = self
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(bytes) = pending {
+            let c: Option<LogId> = serde_json::from_slice(&bytes).map_err(read_err)?;
+            return Ok(c);
+        }
         Ok(self.get_meta::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
@@ -155,6 +165,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|e| Ok((e.log_id.index, serde_json::to_vec(&e).map_err(write_err)?)))
             .collect::<Result<_, StorageError>>()?;
         let db = Arc::clone(&self.db);
+        let committed = Arc::clone(&self.committed);
         // The commit's fsync must not stall the runtime's worker thread.
         let r = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
             let txn = db.begin_write()?;
@@ -163,6 +174,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 for (i, bytes) in &encoded {
                     t.insert(*i, bytes.as_slice())?;
                 }
+            }
+            let hint = committed.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(hint) = hint {
+                txn.open_table(META)?.insert(COMMITTED, hint.as_slice())?;
             }
             txn.commit()?;
             Ok(())

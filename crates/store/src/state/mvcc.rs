@@ -2,6 +2,7 @@
 //! events since the last compaction (for reads at old revisions and for watches), and leases.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +38,9 @@ pub struct Kv {
     pub create: i64,
     pub modified: i64,
     pub version: i64,
-    pub value: Vec<u8>,
+    /// Shared by the current key, its history entry and the next change's `prev`: one copy of
+    /// each value written, however many places hold it (serialized as a `Vec<u8>` is).
+    pub value: Arc<[u8]>,
     pub lease: i64,
 }
 
@@ -48,7 +51,7 @@ impl Kv {
             create_revision: self.create,
             mod_revision: self.modified,
             version: self.version,
-            value: self.value.clone(),
+            value: self.value.to_vec(),
             lease: self.lease,
         }
     }
@@ -163,7 +166,7 @@ impl Write<'_> {
         let prev = self.m.kvs.get(&r.key).cloned();
         let value = match (&prev, r.ignore_value) {
             (Some(p), true) => p.value.clone(),
-            _ => r.value.clone(),
+            _ => Arc::from(r.value.as_slice()),
         };
         let lease = match (&prev, r.ignore_lease) {
             (Some(p), true) => p.lease,
@@ -225,7 +228,7 @@ impl Write<'_> {
                     create: 0,
                     modified: self.rev,
                     version: 0,
-                    value: Vec::new(),
+                    value: Arc::from(&[][..]),
                     lease: 0,
                 },
                 prev: Some(prev),
@@ -434,7 +437,7 @@ impl Mvcc {
                 (T::Version, Some(U::Version(v))) => kv.version.cmp(v),
                 (T::Create, Some(U::CreateRevision(v))) => kv.create.cmp(v),
                 (T::Mod, Some(U::ModRevision(v))) => kv.modified.cmp(v),
-                (T::Value, Some(U::Value(v))) => kv.value.as_slice().cmp(v.as_slice()),
+                (T::Value, Some(U::Value(v))) => kv.value[..].cmp(v.as_slice()),
                 (T::Lease, Some(U::Lease(v))) => kv.lease.cmp(v),
                 (T::Version | T::Create | T::Mod | T::Lease, None) => kv_field(kv, target).cmp(&0),
                 _ => return false,
@@ -455,7 +458,7 @@ impl Mvcc {
                 create: 0,
                 modified: 0,
                 version: 0,
-                value: Vec::new(),
+                value: Arc::from(&[][..]),
                 lease: 0,
             });
         }
