@@ -79,6 +79,7 @@ impl Hub {
 }
 
 /// How a `?wait=true` request starts.
+#[allow(clippy::large_enum_variant)] // one per watch request, never stored in bulk
 pub enum Start {
     /// The history already has an event for it (etcd answers at once and registers nothing,
     /// even for a streaming watch); its `etcd_index` is the store's.
