@@ -252,7 +252,6 @@ fn an_isolated_leader_loses_its_quorum_and_the_majority_elects_another() {
         during.refused + during.stalled > before.refused + before.stalled,
         "the proxy cut nothing"
     );
-    assert_eq!(during.unknown, 0, "a peer connection from no member");
 
     c.net.heal();
     eventually(20, "the old leader to follow the new term", || {
@@ -413,7 +412,6 @@ fn histories_under_partitions_are_linearizable() {
     let stats = c.net.stats();
     eprintln!("proxy: {stats:?}");
     assert!(stats.refused + stats.stalled > 0, "the proxy cut nothing");
-    assert_eq!(stats.unknown, 0, "a peer connection from no member");
 
     let ops = ops.into_inner().unwrap();
     let unique = unique.into_inner().unwrap();
