@@ -203,8 +203,10 @@ fn quorum_get(url: &str, key: &str) -> Result<Option<String>, String> {
 /// The harness really partitions: the leader, cut off, can no longer commit or serve a quorum
 /// read; the other two elect a leader in a higher term and commit, without the write sent to the
 /// old leader; once healed, the old leader follows the new term and has the majority's writes.
-/// (The old leader retries its pending write through the new leader once it learns of it, so
-/// that unacknowledged write may take effect after the heal: allowed, its outcome was unknown.)
+/// (Once healed, the old leader's uncommitted entry is truncated; openraft answers its waiter
+/// ForwardToLeader and `Core::submit` forwards the batch to the new leader, so the write the
+/// client gave up on takes effect after the heal: allowed, its outcome was unknown; and applied
+/// once, as a truncated entry was never committed.)
 #[test]
 fn an_isolated_leader_loses_its_quorum_and_the_majority_elects_another() {
     let c = Cluster::start();
