@@ -548,33 +548,27 @@ impl Core {
         since: u64,
     ) -> Result<Watch, V2Error> {
         let mut inner = self.lock();
-        let index = inner.state.v2.index();
-        let since = if since == 0 { index + 1 } else { since };
-        let key = crate::state::tree::clean(key);
-        let hit = inner
-            .state
-            .v2
-            .history()
-            .scan(&key, recursive, since)
-            .map_err(|mut e| {
-                e.index = index;
-                e
-            })?;
+        let inner = &mut *inner;
+        let (start, index) = crate::state::watch::start(
+            &inner.state.v2,
+            &mut inner.hub,
+            key,
+            recursive,
+            stream,
+            since,
+        )?;
         let log_index = inner.applied;
-        // etcd answers a history hit at once and does not register the watcher (even a streaming one).
-        if let Some(mut event) = hit {
-            event.etcd_index = index;
-            return Ok(Watch::Ready {
+        Ok(match start {
+            crate::state::watch::Start::Ready(event) => Watch::Ready {
                 event,
                 index,
                 log_index,
-            });
-        }
-        let rx = inner.hub.add(key, recursive, stream, since);
-        Ok(Watch::Waiting {
-            rx,
-            index,
-            log_index,
+            },
+            crate::state::watch::Start::Waiting(rx) => Watch::Waiting {
+                rx,
+                index,
+                log_index,
+            },
         })
     }
 

@@ -784,58 +784,13 @@ mod checker {
     }
 }
 
-/// One client's operation against a member: a v2 write, or a quorum (linearizable) read.
-fn record(
-    url: &str,
-    key: &str,
-    kind: &common::linearizability::Kind,
-) -> Result<common::linearizability::Kind, ()> {
-    use common::linearizability::Kind;
-    let c = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap();
-    match kind {
-        Kind::Write(v) => {
-            let r = c
-                .put(format!("{url}/v2/keys/{key}"))
-                .form(&[("value", v)])
-                .send()
-                .map_err(|_| ())?;
-            r.status().is_success().then(|| kind.clone()).ok_or(())
-        }
-        Kind::Read(_) => {
-            let r = c
-                .get(format!("{url}/v2/keys/{key}?quorum=true"))
-                .send()
-                .map_err(|_| ())?;
-            match r.status().as_u16() {
-                200 => {
-                    let v: serde_json::Value = r.json().map_err(|_| ())?;
-                    Ok(Kind::Read(v["node"]["value"].as_str().map(String::from)))
-                }
-                404 => Ok(Kind::Read(None)),
-                _ => Err(()),
-            }
-        }
-    }
-}
-
-/// splitmix64's finaliser: well-spread bits from a counter.
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
-}
-
 /// Six clients write unique values to and quorum-read three keys through all members while the
 /// leader is killed (-9) and restarted; the whole history, with final reads on every member,
 /// must be linearizable (so no acknowledged write is lost). `LIN_TRACE=1` prints every operation.
 #[test]
 fn histories_under_leader_kill_and_restart_are_linearizable() {
-    use common::linearizability::{check, Kind, Op};
+    use common::linearizability::{Kind, Op};
+    use common::recorder::{assert_linearizable, mix, record};
     let mut c = Cluster::start(10_000);
     let urls: Vec<String> = c.members.iter().map(|m| m.url.clone()).collect();
     let keys = ["lin/a", "lin/b", "lin/c"];
@@ -948,24 +903,7 @@ fn histories_under_leader_kill_and_restart_are_linearizable() {
         history.len()
     );
     assert!(acked_writes >= 50, "too little load to test anything");
-    if let Err(v) = check(&history) {
-        let t0 = v.ops.iter().map(|o| o.call).min().unwrap();
-        let lines: Vec<String> = v
-            .ops
-            .iter()
-            .map(|o| {
-                format!(
-                    "c{} {:?} {}..{}",
-                    o.client,
-                    o.kind,
-                    o.call.duration_since(t0).as_millis(),
-                    o.ret
-                        .map_or("?".into(), |r| r.duration_since(t0).as_millis().to_string())
-                )
-            })
-            .collect();
-        panic!("key {} has no linearization:\n{}", v.key, lines.join("\n"));
-    }
+    assert_linearizable(&history);
 }
 
 #[test]

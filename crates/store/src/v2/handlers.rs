@@ -64,14 +64,6 @@ fn event_response(ctx: &Ctx, mut e: Event, log_index: u64, no_value: bool) -> Re
     res
 }
 
-/// Go's `URL.Path`: the percent-decoded path.
-fn decoded_key(uri: &Uri) -> String {
-    let rest = uri.path().strip_prefix("/v2/keys").unwrap_or("");
-    percent_encoding::percent_decode_str(rest)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
 pub async fn keys(
     State(ctx): State<Ctx>,
     method: Method,
@@ -96,10 +88,11 @@ pub async fn keys(
         return res;
     }
     let form = Form::parse(&method, &headers, uri.query(), &body);
-    let (req, no_value) = match request::parse(&method, &decoded_key(&uri), &form, now_nanos()) {
-        Ok(r) => r,
-        Err(e) => return error_response(&e),
-    };
+    let (req, no_value) =
+        match request::parse(&method, &request::decoded_key(&uri), &form, now_nanos()) {
+            Ok(r) => r,
+            Err(e) => return error_response(&e),
+        };
     match req {
         KeyRequest::Get {
             path, recursive, ..

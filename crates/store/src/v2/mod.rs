@@ -1,5 +1,6 @@
 //! etcd's v2 HTTP API: `/v2/keys`, `/v2/members`, `/v2/stats`, `/v2/machines`, `/version`, `/health`.
 
+pub mod fuzzing;
 mod handlers;
 mod members;
 pub mod misc;

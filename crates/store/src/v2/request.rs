@@ -1,11 +1,19 @@
 //! Parsing a `/v2/keys` request the way etcd's `parseKeyRequest` does: query and form body,
 //! Go's `strconv.ParseBool`/`ParseUint` rules, and the same error codes and causes.
 
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, Uri};
 
 use crate::state::error::*;
 use crate::state::tree::clean;
 use crate::state::{V2Method, V2Request};
+
+/// Go's `URL.Path` after `/v2/keys`: the percent-decoded key.
+pub fn decoded_key(uri: &Uri) -> String {
+    let rest = uri.path().strip_prefix("/v2/keys").unwrap_or("");
+    percent_encoding::percent_decode_str(rest)
+        .decode_utf8_lossy()
+        .into_owned()
+}
 
 /// Go's `r.Form`: body values (for url-encoded POST/PUT/PATCH) first, then the query's.
 pub struct Form {

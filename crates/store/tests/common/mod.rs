@@ -3,6 +3,8 @@
 
 pub mod json;
 pub mod linearizability;
+pub mod proxy;
+pub mod recorder;
 pub mod script;
 
 use std::net::TcpListener;
